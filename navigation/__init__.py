@@ -1,0 +1,2 @@
+"""Driving Chromium: launcher, synchronous CDP client, browser lifecycle, recorder flows."""
+__all__: list[str] = []
