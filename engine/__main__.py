@@ -1,0 +1,4 @@
+"""Composition root for ``python -m engine``: parse, build, hand over."""
+from engine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""Find and start Chromium with DevTools on 127.0.0.1, and never leave it behind.
+
+Why the detour through :mod:`navigation._reaper`: a launcher that only
+cleans up in ``close()`` or ``atexit`` leaks a browser and its profile
+whenever its process is SIGKILLed — which a supervisor does to hung
+workers.  The reaper watches a pipe from us and tears the browser tree
+down the moment we are gone (see its docstring).
+
+DevTools listens on 127.0.0.1 with port 0; the port Chromium picked is
+read from ``<user-data-dir>/DevToolsActivePort``, so parallel browsers
+never race for a port.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from navigation.errors import BrowserLaunchError, ChromiumNotFound
+
+log = logging.getLogger(__name__)
+
+CHROMIUM_NAMES: tuple[str, ...] = (
+    "chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome",
+)
+# The flags that work on our machines (see DEVELOPERS.md).  --headless is
+# the new headless mode; background networking etc. are off because the
+# machines have no network beyond loopback.
+CHROMIUM_FLAGS: tuple[str, ...] = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-default-browser-check",
+    "--disable-features=Translate,MediaRouter,OptimizationHints",
+    "--mute-audio",
+)
+PROFILE_PREFIX = "drover-profile-"
+_REAPER = str(Path(__file__).with_name("_reaper.py"))
+
+
+def find_chromium(env: dict[str, str] | None = None) -> str:
+    """The Chromium binary: ``DROVER_CHROMIUM`` first, then the usual names on PATH."""
+    env = os.environ if env is None else env
+    explicit = env.get("DROVER_CHROMIUM")
+    if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return explicit
+        raise ChromiumNotFound(f"DROVER_CHROMIUM={explicit!r} is not an executable file")
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name, path=env.get("PATH"))
+        if found:
+            return found
+    raise ChromiumNotFound(
+        f"no Chromium found on PATH (tried {', '.join(CHROMIUM_NAMES)}); "
+        "install it with `apt-get update && apt-get install -y chromium` "
+        "or point DROVER_CHROMIUM at the binary"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSettings:
+    """How to start one browser.
+
+    ``user_data_dir=None`` means a fresh temporary profile removed at
+    shutdown; a path means a persistent profile (one per credential, for
+    profile isolation) that is kept.
+    """
+
+    binary: str | None = None
+    user_data_dir: str | None = None
+    extra_args: tuple[str, ...] = ()
+    window_size: tuple[int, int] = (1280, 720)
+    startup_timeout: float = 30.0
+    log_path: str | None = None
+
+
+@dataclass(slots=True)
+class BrowserProcess:
+    """A running Chromium with its DevTools endpoint."""
+
+    pid: int
+    port: int
+    ws_url: str
+    user_data_dir: str
+    temporary: bool
+    startup_seconds: float
+    _reaper: subprocess.Popen = field(repr=False)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def reaper_pid(self) -> int:
+        return self._reaper.pid
+
+    def alive(self) -> bool:
+        """True while the browser process runs (a zombie counts as dead)."""
+        try:
+            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    def tree_rss_bytes(self) -> int:
+        """Resident memory of the browser and all its helper processes."""
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0
+        total = 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue  # a helper exited between listing and reading: it holds no memory
+        return total
+
+    def kill(self) -> None:
+        """SIGKILL the browser process only (a crash, for tests and fault drills)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            log.debug("kill: browser already gone", extra={"pid": self.pid})
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Shut the whole tree down and remove a temporary profile; idempotent."""
+        reaper = self._reaper
+        if reaper.stdin is not None and not reaper.stdin.closed:
+            reaper.stdin.close()
+        try:
+            reaper.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("browser reaper did not finish; killing it",
+                      extra={"reaper_pid": reaper.pid, "pid": self.pid})
+            reaper.kill()
+            reaper.wait(5)
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                log.debug("browser group already gone", extra={"pid": self.pid})
+            if self.temporary:
+                shutil.rmtree(self.user_data_dir, ignore_errors=True)
+        if reaper.stdout is not None:
+            reaper.stdout.close()
+
+
+def launch(settings: LaunchSettings | None = None) -> BrowserProcess:
+    """Start Chromium and wait until its DevTools endpoint is announced."""
+    settings = settings or LaunchSettings()
+    binary = settings.binary or find_chromium()
+    if settings.user_data_dir:
+        profile = os.path.abspath(settings.user_data_dir)
+        os.makedirs(profile, mode=0o700, exist_ok=True)
+        temporary = False
+        stale = os.path.join(profile, "DevToolsActivePort")
+        if os.path.exists(stale):
+            os.unlink(stale)  # left by a browser that died: would point at a dead port
+    else:
+        profile = tempfile.mkdtemp(prefix=PROFILE_PREFIX)
+        temporary = True
+    width, height = settings.window_size
+    args = [
+        binary, *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        "--remote-debugging-address=127.0.0.1",
+        "--remote-debugging-port=0",
+        f"--window-size={width},{height}",
+        *settings.extra_args,
+        "about:blank",
+    ]
+    stderr = open(settings.log_path, "ab") if settings.log_path else subprocess.DEVNULL
+    started = time.monotonic()
+    try:
+        reaper = subprocess.Popen(
+            [sys.executable, "-S", _REAPER, profile if temporary else "-", "--", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, close_fds=True,
+        )
+    except OSError as exc:
+        if temporary:
+            shutil.rmtree(profile, ignore_errors=True)
+        raise BrowserLaunchError(f"cannot start the browser reaper: {exc}") from exc
+    finally:
+        if stderr is not subprocess.DEVNULL:
+            stderr.close()
+    assert reaper.stdout is not None
+    line = reaper.stdout.readline().decode().strip()
+    if not line.startswith("pid "):
+        reaper.wait(5)
+        raise BrowserLaunchError(f"{binary} did not start (reaper said {line!r}, exit {reaper.returncode})")
+    pid = int(line.split()[1])
+    proc = BrowserProcess(pid=pid, port=0, ws_url="", user_data_dir=profile, temporary=temporary,
+                          startup_seconds=0.0, _reaper=reaper)
+    try:
+        port, ws_path = _read_active_port(profile, proc, started + settings.startup_timeout)
+    except BrowserLaunchError:
+        proc.close()
+        raise
+    proc.port = port
+    proc.ws_url = f"ws://127.0.0.1:{port}{ws_path}"
+    proc.startup_seconds = time.monotonic() - started
+    log.debug("browser started", extra={"pid": pid, "port": port, "startup_s": round(proc.startup_seconds, 3),
+                                        "temporary_profile": temporary})
+    return proc
+
+
+def _read_active_port(profile: str, proc: BrowserProcess, deadline: float) -> tuple[int, str]:
+    path = os.path.join(profile, "DevToolsActivePort")
+    delay = 0.005
+    while time.monotonic() < deadline:
+        try:
+            with open(path, encoding="ascii") as fh:
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            lines = []
+        if len(lines) >= 2 and lines[0].isdigit():
+            return int(lines[0]), lines[1]
+        if not proc.alive():
+            raise BrowserLaunchError(f"Chromium (pid {proc.pid}) exited before serving DevTools")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    raise BrowserLaunchError(f"Chromium (pid {proc.pid}) did not announce its DevTools port in time")
+
+
+__all__ = ["CHROMIUM_FLAGS", "CHROMIUM_NAMES", "PROFILE_PREFIX", "LaunchSettings", "BrowserProcess",
+           "find_chromium", "launch"]

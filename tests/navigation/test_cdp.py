@@ -1,0 +1,184 @@
+"""The synchronous CDP client against a real Chromium, plus faults from a fake endpoint."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from navigation.cdp import CDPConnection
+from navigation.errors import CDPConnectionLost, CDPProtocolError, CDPResponseError, CDPTimeout
+from tests.fakecdp import FakeCDPServer
+
+
+@pytest.fixture()
+def conn(browser):
+    c = CDPConnection.connect(browser.ws_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture()
+def page(conn):
+    p = conn.new_page()
+    p.send("Page.enable")
+    yield p
+    if not conn.closed:
+        p.close()
+
+
+def _navigate(page, url):
+    page.send("Page.navigate", {"url": url})
+    page.wait_for_event("Page.loadEventFired", timeout=10)
+
+
+def test_navigate_fixture_form_and_read_title(page, site):
+    _navigate(page, site.url("/form.html"))
+    title = page.evaluate("document.title")
+    assert isinstance(title, str) and title
+    assert title == page.send("Runtime.evaluate", {"expression": "document.title",
+                                                   "returnByValue": True})["result"]["value"]
+
+
+def test_request_ids_rise_monotonically(conn):
+    before = conn._next_id
+    for _ in range(5):
+        conn.send("Browser.getVersion")
+    assert conn._next_id == before + 5
+    assert conn.stats.commands >= 5
+
+
+def test_tiny_timeout_raises_timeout_and_connection_stays_usable(page):
+    with pytest.raises(CDPTimeout):
+        page.send("Runtime.evaluate", {"expression": "new Promise(r => setTimeout(() => r(1), 300))",
+                                       "awaitPromise": True}, timeout=0.02)
+    # The late answer arrives while the next command waits and is discarded, not mistaken for it.
+    assert page.evaluate("new Promise(r => setTimeout(() => r(2), 400))", await_promise=True) == 2
+    assert page.connection.stats.late_responses == 1
+
+
+def test_bad_method_raises_cdp_error_with_code_and_message(conn):
+    with pytest.raises(CDPResponseError) as info:
+        conn.send("Nope.notAMethod")
+    assert info.value.method == "Nope.notAMethod"
+    assert info.value.code == -32601
+    assert "wasn't found" in info.value.cdp_message
+    assert type(info.value).category == "cdp"
+
+
+def test_events_buffered_while_commands_wait(page, site):
+    page.send("Page.navigate", {"url": site.url("/form.html")})
+    # Keep the connection busy with commands while the page loads: events must be kept.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        page.send("Runtime.evaluate", {"expression": "document.readyState"})
+        if any(ev.method == "Page.loadEventFired" for ev in page.connection._events):
+            break
+    ev = page.wait_for_event("Page.loadEventFired", timeout=0.001 + 5)
+    assert ev.session_id == page.session_id
+    assert page.connection.stats.events_dropped == 0
+
+
+def test_wait_for_event_with_predicate_and_timeout(page):
+    page.send("Runtime.enable")
+    page.send("Runtime.evaluate", {"expression": "console.log('first'); console.log('second')"})
+    ev = page.wait_for_event("Runtime.consoleAPICalled",
+                             lambda e: e.params["args"][0].get("value") == "second", timeout=5)
+    assert ev.params["args"][0]["value"] == "second"
+    # the non-matching 'first' is still buffered, in order
+    firsts = [e for e in page.pop_events("Runtime.consoleAPICalled") if e.params["args"][0].get("value") == "first"]
+    assert len(firsts) == 1
+    with pytest.raises(CDPTimeout):
+        page.wait_for_event("Runtime.consoleAPICalled", timeout=0.1)
+
+
+def test_flattened_sessions_share_one_websocket(conn):
+    a, b = conn.new_page(), conn.new_page()
+    try:
+        a.evaluate("window.who = 'a'")
+        b.evaluate("window.who = 'b'")
+        assert (a.evaluate("window.who"), b.evaluate("window.who")) == ("a", "b")
+        assert a.session_id != b.session_id
+    finally:
+        a.close()
+        b.close()
+
+
+def test_use_from_another_thread_is_refused(conn):
+    errors = []
+
+    def other():
+        try:
+            conn.send("Browser.getVersion")
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(5)
+    assert errors and "does not own" in str(errors[0])
+
+
+def test_before_send_hook_runs_for_every_command(browser):
+    calls = []
+    with CDPConnection.connect(browser.ws_url, before_send=lambda: calls.append(1)) as c:
+        c.send("Browser.getVersion")
+        c.send("Browser.getVersion")
+    assert len(calls) == 2
+
+
+# -- faults from a fake endpoint ---------------------------------------------------------------
+
+
+def test_garbage_frame_raises_protocol_error():
+    with FakeCDPServer(lambda peer, msg: peer.send_text(b"\x00not json")) as server:
+        with CDPConnection.connect(server.url) as c:
+            with pytest.raises(CDPProtocolError, match="not JSON"):
+                c.send("Browser.getVersion", timeout=2)
+
+
+def test_dropped_connection_raises_lost_promptly_not_after_timeout():
+    with FakeCDPServer(lambda peer, msg: peer.drop()) as server:
+        with CDPConnection.connect(server.url) as c:
+            started = time.monotonic()
+            with pytest.raises(CDPConnectionLost):
+                c.send("Browser.getVersion", timeout=30)
+            assert time.monotonic() - started < 2
+            with pytest.raises(CDPConnectionLost):
+                c.send("Browser.getVersion")
+
+
+def test_unknown_events_pass_through_as_plain_data():
+    def handler(peer, msg):
+        peer.send_json({"method": "Future.somethingNew", "params": {"shiny": [1, 2]}, "extra": True})
+        peer.send_json({"id": msg["id"], "result": {"fine": 1}, "unknownField": "kept"})
+
+    with FakeCDPServer(handler) as server, CDPConnection.connect(server.url) as c:
+        assert c.send("Any.thing") == {"fine": 1}
+        [ev] = c.pop_events()
+        assert (ev.method, ev.params) == ("Future.somethingNew", {"shiny": [1, 2]})
+
+
+def test_event_flood_overflow_is_counted_not_silent(caplog):
+    def handler(peer, msg):
+        for i in range(50):
+            peer.send_json({"method": "Flood.tick", "params": {"i": i}})
+        peer.send_json({"id": msg["id"], "result": {}})
+
+    with FakeCDPServer(handler) as server:
+        with CDPConnection.connect(server.url, max_buffered_events=10) as c:
+            c.send("Any.thing")
+            events = c.pop_events()
+    assert [e.params["i"] for e in events] == list(range(40, 50))
+    assert c.stats.events_dropped == 40
+    assert any("event buffer full" in r.getMessage() for r in caplog.records)
+
+
+def test_delayed_answer_beyond_timeout_raises_timeout():
+    def handler(peer, msg):
+        time.sleep(0.5)
+        peer.send_json({"id": msg["id"], "result": {}})
+
+    with FakeCDPServer(handler) as server, CDPConnection.connect(server.url) as c:
+        with pytest.raises(CDPTimeout):
+            c.send("Slow.thing", timeout=0.1)
