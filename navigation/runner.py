@@ -1,0 +1,213 @@
+"""Run one validated flow on one browser and say exactly what happened, step by step.
+
+The runner knows no step type: it asks the strategy registry who runs each
+step, times it, asserts its ``assertedEvents``, and on failure writes a
+screenshot and the page's DOM into the job's artifact folder and names
+them in the error.  Secrets used by the flow are masked in every string
+the runner produces (errors, DOM snapshots, results).
+"""
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from coordination.telemetry_context import current, stream_logger
+from navigation.cdp import CDPConnection
+from navigation.errors import (
+    AssertionFailed, CDPConnectionLost, CredentialError, FlowValidationError, NavigationError, StepError,
+)
+from navigation.flow.records import Flow, SecretRef, Step
+from navigation.page import Pages
+from navigation.steps.builtin import default_registry
+from navigation.steps.registry import StepContext, StepOutcome, StrategyRegistry
+
+perf_log = stream_logger("performance", __name__)
+domain_log = stream_logger("domain", __name__)
+
+MASK = "***"
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    index: int
+    type: str
+    phase: str | None
+    timing_key: str
+    duration_ms: float
+    ok: bool
+    matched_index: int | None = None
+    matched_selector: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowResult:
+    source: str
+    title: str
+    ok: bool
+    duration_ms: float
+    steps: tuple[StepResult, ...]
+    error: str | None = None
+    error_category: str | None = None
+    failed_step: int | None = None
+    artifacts: tuple[str, ...] = ()
+
+    @property
+    def phase_ms(self) -> dict[str, float]:
+        """Total time per ``phase`` label (steps without a label are not counted here)."""
+        out: dict[str, float] = {}
+        for s in self.steps:
+            if s.phase is not None:
+                out[s.phase] = out.get(s.phase, 0.0) + s.duration_ms
+        return out
+
+    @property
+    def matched_selectors(self) -> dict[str, str]:
+        return {s.timing_key: s.matched_selector for s in self.steps if s.matched_selector is not None}
+
+
+def _no_secrets(ref: SecretRef) -> str:
+    raise CredentialError(f"flow asks for secret {ref.name!r} but no credential store was given")
+
+
+@dataclass(slots=True)
+class _Masker:
+    values: set[str] = field(default_factory=set)
+
+    def add(self, value: str) -> None:
+        if value:
+            self.values.add(value)
+
+    def __call__(self, text: str) -> str:
+        for v in sorted(self.values, key=len, reverse=True):
+            text = text.replace(v, MASK)
+        return text
+
+
+class FlowRunner:
+    """Runs flows with a strategy registry; one instance can serve many jobs in sequence."""
+
+    def __init__(self, registry: StrategyRegistry | None = None, *,
+                 resolve_secret: Callable[[SecretRef], str] = _no_secrets,
+                 on_step: Callable[[StepResult], None] | None = None) -> None:
+        self.registry = registry or default_registry()
+        self.resolve_secret = resolve_secret
+        self.on_step = on_step
+
+    def check(self, flow: Flow) -> None:
+        """Refuse a flow with a step nobody can run, before touching the browser."""
+        problems = self.registry.problems(flow)
+        if problems:
+            raise FlowValidationError(flow.source, problems)
+
+    def run(self, flow: Flow, connection: CDPConnection, *, artifacts_dir: str | Path,
+            variables: Mapping[str, str] | None = None, browser_context_id: str | None = None) -> FlowResult:
+        self.check(flow)
+        artifacts = Path(artifacts_dir)
+        masker = _Masker()
+        started = time.monotonic()
+        results: list[StepResult] = []
+        pages = Pages.open(connection, browser_context_id=browser_context_id)
+        failure: tuple[Step, NavigationError] | None = None
+        try:
+            for step in flow.steps:
+                t0 = time.monotonic()
+                outcome: StepOutcome | None = None
+                try:
+                    outcome = self._run_step(step, flow, pages, artifacts, variables or {}, masker)
+                except NavigationError as exc:
+                    failure = (step, exc)
+                result = self._step_result(step, flow, outcome, (time.monotonic() - t0) * 1000,
+                                           failure, masker)
+                results.append(result)
+                if self.on_step is not None:
+                    self.on_step(result)
+                if failure is not None:
+                    break
+            written: tuple[str, ...] = ()
+            if failure is not None and not isinstance(failure[1], CDPConnectionLost):
+                written = self._failure_artifacts(pages, failure[0], artifacts, masker)
+        finally:
+            if not connection.closed:
+                pages.close_all()
+        duration = (time.monotonic() - started) * 1000
+        if failure is None:
+            return FlowResult(flow.source, flow.title, True, duration, tuple(results))
+        step, exc = failure
+        message = masker(str(exc))
+        if written:
+            message += f" [artifacts: {', '.join(written)}]"
+        domain_log.warning("step failed", extra={
+            "event": "step_failed", "step": step.timing_key, "error_category": type(exc).category,
+            "error": message, "flow": flow.title, **current()})
+        return FlowResult(flow.source, flow.title, False, duration, tuple(results), error=message,
+                          error_category=type(exc).category, failed_step=step.index, artifacts=written)
+
+    # -- internals -----------------------------------------------------------
+
+    def _run_step(self, step: Step, flow: Flow, pages: Pages, artifacts: Path,
+                  variables: Mapping[str, str], masker: _Masker) -> StepOutcome:
+        strategy = self.registry.strategy_for(step)
+        if strategy is None:  # check() ran, but a registry may have changed since
+            raise StepError("no step strategy handles this step", index=step.index, step_type=step.type)
+        deadline = time.monotonic() + step.timeout / 1000
+        page = pages.get(step.target, step.timeout / 1000)
+        ctx = StepContext(pages=pages, page=page, artifacts_dir=artifacts, variables=variables,
+                          resolve_secret=self.resolve_secret, remember_secret=masker.add, deadline=deadline)
+        navigation_asserted = [e for e in step.asserted_events if e.type == "navigation"]
+        if navigation_asserted:
+            page.session.pop_events("Page.loadEventFired")
+        outcome = strategy.run(step, ctx)
+        if navigation_asserted:
+            if not outcome.navigated:
+                try:
+                    page.wait_for_load(max(0.05, ctx.remaining_ms / 1000))
+                except NavigationError as exc:
+                    raise AssertionFailed("expected a navigation, none happened in time") from exc
+            href, title = page.location()
+            for event in navigation_asserted:
+                if event.url is not None and href != ctx.text(event.url):
+                    raise AssertionFailed(f"navigated to {href!r}, expected {ctx.text(event.url)!r}")
+                if event.title is not None and title != event.title:
+                    raise AssertionFailed(f"page title is {title!r}, expected {event.title!r}")
+        return outcome
+
+    @staticmethod
+    def _step_result(step: Step, flow: Flow, outcome: StepOutcome | None, duration_ms: float,
+                     failure: tuple[Step, NavigationError] | None, masker: _Masker) -> StepResult:
+        matched_index = outcome.matched_index if outcome is not None else None
+        matched = None
+        if matched_index is not None:
+            alts = getattr(step, "selectors", ())
+            matched = next((a.text for a in alts if a.index == matched_index), None)
+        error = masker(str(failure[1])) if failure is not None and failure[0] is step else None
+        perf_log.info("step timing", extra={
+            "event": "step_timing", "step": step.timing_key, "phase": step.phase, "flow": flow.title,
+            "duration_ms": round(duration_ms, 3), "ok": error is None, **current()})
+        return StepResult(step.index, step.type, step.phase, step.timing_key, duration_ms, error is None,
+                          matched_index, matched, error)
+
+    @staticmethod
+    def _failure_artifacts(pages: Pages, step: Step, artifacts: Path, masker: _Masker) -> tuple[str, ...]:
+        """Screenshot and DOM of the page the step ran on; best effort, never hides the step's error."""
+        written = []
+        artifacts.mkdir(parents=True, exist_ok=True)
+        base = artifacts / f"step-{step.index:02d}-{step.type}-failure"
+        try:
+            page = pages.get(step.target, 1.0)
+            png = page.send("Page.captureScreenshot", {"format": "png"}, timeout=10)["data"]
+            base.with_suffix(".png").write_bytes(base64.b64decode(png))
+            written.append(str(base.with_suffix(".png")))
+            dom = page.evaluate("document.documentElement.outerHTML", await_promise=False, timeout=10)
+            base.with_suffix(".html").write_text(masker(str(dom)), encoding="utf-8")
+            written.append(str(base.with_suffix(".html")))
+        except (NavigationError, OSError) as exc:
+            domain_log.warning("failure artifacts incomplete", extra={
+                "event": "artifacts_failed", "step": step.timing_key, "error": masker(str(exc)), **current()})
+        return tuple(written)
+
+
+__all__ = ["FlowRunner", "FlowResult", "StepResult", "MASK"]

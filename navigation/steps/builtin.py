@@ -1,0 +1,324 @@
+"""The built-in strategies: the 14 Recorder step types and Drover's clip, longPress, screenshot.
+
+Each strategy sends as few CDP commands as the semantics allow: element
+work (find, wait visible, scroll the press point into view, wait stable)
+is one in-page call, followed by the real input events.
+"""
+from __future__ import annotations
+
+import base64
+import time
+import urllib.parse
+from pathlib import Path
+
+import orjson
+
+from navigation.errors import AssertionFailed, StepError
+from navigation.flow.records import (
+    ChangeStep, ClipStep, CloseStep, DoubleClickStep, ElementStep, EmulateNetworkConditionsStep,
+    HoverStep, KeyDownStep, KeyStep, KeyUpStep, LongPressStep, NavigateStep, PointerStep, ScreenshotStep,
+    ScrollStep, SetViewportStep, Step, WaitForElementStep, WaitForExpressionStep,
+)
+from navigation.keys import MODIFIER_BITS, key_event
+from navigation.page import Page
+from navigation.steps.registry import StepContext, StepOutcome, StepStrategy, StrategyRegistry
+
+_CDP_BUTTON = {"primary": "left", "auxiliary": "middle", "secondary": "right", "back": "back",
+               "forward": "forward"}
+_BUTTON_MASK = {"primary": 1, "secondary": 2, "auxiliary": 4, "back": 8, "forward": 16}
+
+
+def alternatives(step: ElementStep) -> list[dict]:
+    """Selector alternatives as plain JSON for the in-page runtime."""
+    return [{"index": alt.index, "chain": [{"kind": str(s.kind), "value": s.value} for s in alt.chain]}
+            for alt in step.selectors]
+
+
+def _offset(step: PointerStep) -> dict:
+    if step.offset_x is not None and step.offset_y is not None:
+        return {"mode": "offset", "x": step.offset_x, "y": step.offset_y}
+    if step.rx is not None and step.ry is not None:
+        return {"mode": "ratio", "x": step.rx, "y": step.ry}
+    return {"mode": "centre"}
+
+
+def _point(step: PointerStep, ctx: StepContext) -> tuple[int | None, float, float]:
+    hit = ctx.page.call("prepare", list(step.frame), alternatives(step), ctx.remaining_ms, _offset(step),
+                        timeout_ms=ctx.remaining_ms)
+    return hit["index"], hit["x"], hit["y"]
+
+
+def _mouse(page: Page, kind: str, x: float, y: float, button: str = "none", count: int = 0,
+           buttons: int = 0) -> None:
+    params = {"type": kind, "x": x, "y": y, "modifiers": page.modifiers}
+    if button != "none":
+        params.update(button=button, clickCount=count, buttons=buttons)
+    page.send("Input.dispatchMouseEvent", params)
+
+
+class ClickStrategy(StepStrategy):
+    name = "click"
+    handles = frozenset({"click", "doubleClick", "longPress"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, PointerStep)
+        index, x, y = _point(step, ctx)
+        page, button = ctx.page, _CDP_BUTTON[step.button]
+        mask = _BUTTON_MASK[step.button]
+        _mouse(page, "mouseMoved", x, y)
+        hold = (step.duration if step.duration is not None else 1000.0) if isinstance(step, LongPressStep) \
+            else (step.duration or 0.0)
+        presses = 2 if isinstance(step, DoubleClickStep) else 1
+        for count in range(1, presses + 1):
+            _mouse(page, "mousePressed", x, y, button, count, mask)
+            if hold:
+                time.sleep(min(hold, ctx.remaining_ms) / 1000)
+            _mouse(page, "mouseReleased", x, y, button, count, 0)
+        return StepOutcome(matched_index=index, detail={"x": round(x, 1), "y": round(y, 1)})
+
+
+class HoverStrategy(StepStrategy):
+    name = "hover"
+    handles = frozenset({"hover"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, HoverStep)
+        hit = ctx.page.call("prepare", list(step.frame), alternatives(step), ctx.remaining_ms,
+                            {"mode": "centre"}, timeout_ms=ctx.remaining_ms)
+        _mouse(ctx.page, "mouseMoved", hit["x"], hit["y"])
+        return StepOutcome(matched_index=hit["index"])
+
+
+def type_text(page: Page, text: str) -> None:
+    """Type one key at a time (keyDown with text, keyUp): one ``input`` event per character."""
+    for ch in text:
+        page.send("Input.dispatchKeyEvent", key_event(ch, "down", page.modifiers))
+        page.send("Input.dispatchKeyEvent", key_event(ch, "up", page.modifiers))
+
+
+class ChangeStrategy(StepStrategy):
+    name = "change"
+    handles = frozenset({"change"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, ChangeStep)
+        value = ctx.value(step.value)
+        plan = ctx.page.call("prepareChange", list(step.frame), alternatives(step), ctx.remaining_ms, value,
+                             timeout_ms=ctx.remaining_ms)
+        if plan["mode"] == "type":
+            type_text(ctx.page, plan["text"])
+        return StepOutcome(matched_index=plan["index"], detail={"mode": plan["mode"]})
+
+
+class KeyStrategy(StepStrategy):
+    name = "key"
+    handles = frozenset({"keyDown", "keyUp"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, KeyStep)
+        key = ctx.value(step.key)
+        page = ctx.page
+        down = isinstance(step, KeyDownStep)
+        bit = MODIFIER_BITS.get(key, 0)
+        if down:
+            page.modifiers |= bit
+        try:
+            params = key_event(key, "down" if down else "up", page.modifiers)
+        except KeyError as exc:
+            raise StepError(f"unknown key name (length {len(key)})") from exc
+        if not down:
+            page.modifiers &= ~bit
+        page.send("Input.dispatchKeyEvent", params)
+        return StepOutcome()
+
+
+class ScrollStrategy(StepStrategy):
+    name = "scroll"
+    handles = frozenset({"scroll"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, ScrollStep)
+        hit = ctx.page.call("scroll", list(step.frame), alternatives(step), ctx.remaining_ms, step.x, step.y,
+                            timeout_ms=ctx.remaining_ms)
+        return StepOutcome(matched_index=hit.get("index"))
+
+
+class WaitForElementStrategy(StepStrategy):
+    name = "waitForElement"
+    handles = frozenset({"waitForElement"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, WaitForElementStep)
+        spec = {"operator": step.operator, "count": step.count, "visible": step.visible,
+                "properties": dict(step.properties) if step.properties else None,
+                "attributes": dict(step.attributes) if step.attributes else None}
+        try:
+            hit = ctx.page.call("waitForElement", list(step.frame), alternatives(step), ctx.remaining_ms, spec,
+                                timeout_ms=ctx.remaining_ms)
+        except StepError as exc:
+            raise AssertionFailed(str(exc)) from exc
+        return StepOutcome(matched_index=hit["index"], detail={"count": hit["count"]})
+
+
+class WaitForExpressionStrategy(StepStrategy):
+    name = "waitForExpression"
+    handles = frozenset({"waitForExpression"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, WaitForExpressionStep)
+        expression = ctx.text(step.expression)
+        if step.frame:
+            expression = (f"globalThis[Symbol.for('drover.runtime')].frameWindow({list(step.frame)})"
+                          f".eval({expression!r})")
+        delay = 0.01
+        last = None
+        while True:
+            last = ctx.page.evaluate(f"(async () => !!(await ({expression})))()",
+                                     timeout=ctx.remaining_ms / 1000 + 1)
+            if last:
+                return StepOutcome()
+            if ctx.remaining_ms <= 0:
+                raise AssertionFailed(f"expression stayed falsy for {step.timeout:.0f} ms")
+            time.sleep(min(delay, ctx.remaining_ms / 1000))
+            delay = min(delay * 2, 0.1)
+
+
+class NavigateStrategy(StepStrategy):
+    name = "navigate"
+    handles = frozenset({"navigate"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, NavigateStep)
+        url = ctx.text(step.url)
+        page = ctx.page
+        page.session.pop_events("Page.loadEventFired")
+        result = page.send("Page.navigate", {"url": url}, timeout=ctx.remaining_ms / 1000 + 1)
+        if result.get("errorText"):
+            raise StepError(f"navigation to {url} failed: {result['errorText']}")
+        page.wait_for_load(ctx.remaining_ms / 1000)
+        return StepOutcome(navigated=True)
+
+
+class SetViewportStrategy(StepStrategy):
+    name = "setViewport"
+    handles = frozenset({"setViewport"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, SetViewportStep)
+        orientation = ({"type": "landscapePrimary", "angle": 90} if step.is_landscape
+                       else {"type": "portraitPrimary", "angle": 0})
+        ctx.page.send("Emulation.setDeviceMetricsOverride", {
+            "width": step.width, "height": step.height, "deviceScaleFactor": step.device_scale_factor,
+            "mobile": step.is_mobile, "screenOrientation": orientation})
+        ctx.page.send("Emulation.setTouchEmulationEnabled",
+                      {"enabled": step.has_touch, **({"maxTouchPoints": 1} if step.has_touch else {})})
+        return StepOutcome()
+
+
+class EmulateNetworkStrategy(StepStrategy):
+    name = "emulateNetworkConditions"
+    handles = frozenset({"emulateNetworkConditions"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, EmulateNetworkConditionsStep)
+        page = ctx.page
+        if not page.network_enabled:
+            page.send("Network.enable")
+            page.network_enabled = True
+        page.send("Network.emulateNetworkConditions", {
+            "offline": step.offline, "latency": step.latency,
+            "downloadThroughput": step.download, "uploadThroughput": step.upload})
+        return StepOutcome()
+
+
+class CloseStrategy(StepStrategy):
+    name = "close"
+    handles = frozenset({"close"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, CloseStep)
+        ctx.page.session.close(timeout=ctx.remaining_ms / 1000 + 1)
+        ctx.pages.forget(ctx.page)
+        return StepOutcome()
+
+
+class ClipStrategy(StepStrategy):
+    """Put a value on the clipboard so a later step can paste it (canvas on-screen keyboards)."""
+
+    name = "clip"
+    handles = frozenset({"clip"})
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, ClipStep)
+        value = ctx.value(step.value)
+        page = ctx.page
+        href, _title = page.location()
+        parts = urllib.parse.urlsplit(href)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        page.session.connection.send("Browser.grantPermissions", {
+            "origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+        ok = page.evaluate(
+            f"(async (v) => {{ await navigator.clipboard.writeText(v);"
+            f" return (await navigator.clipboard.readText()) === v; }})({_js_string(value)})",
+            timeout=ctx.remaining_ms / 1000 + 1, user_gesture=True)
+        if ok is not True:
+            raise StepError("the clipboard did not take the value (read-back differs)")
+        return StepOutcome(detail={"origin": origin, "length": len(value)})
+
+
+class ScreenshotStrategy(StepStrategy):
+    name = "screenshot"
+    handles = frozenset({"screenshot"})
+
+    def problems(self, step: Step) -> list[str]:
+        assert isinstance(step, ScreenshotStep)
+        name = step.name
+        if name and (Path(name).is_absolute() or ".." in Path(name).parts):
+            return [f'"name" must be a relative path inside the artifact folder, got {name!r}']
+        return []
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, ScreenshotStep)
+        params: dict = {"format": "png"}
+        index = None
+        if step.selectors:
+            rect = ctx.page.call("pageRect", list(step.frame), alternatives(step), ctx.remaining_ms,
+                                 timeout_ms=ctx.remaining_ms)
+            index = rect.pop("index")
+            params["clip"] = {**rect, "scale": 1}
+            params["captureBeyondViewport"] = True
+        elif step.clip is not None:
+            c = step.clip
+            params["clip"] = {"x": c.x, "y": c.y, "width": c.width, "height": c.height, "scale": 1}
+            params["captureBeyondViewport"] = True
+        elif step.full_page:
+            params["captureBeyondViewport"] = True
+            w, h = ctx.page.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]",
+                                     await_promise=False)
+            params["clip"] = {"x": 0, "y": 0, "width": w, "height": h, "scale": 1}
+        data = ctx.page.send("Page.captureScreenshot", params, timeout=ctx.remaining_ms / 1000 + 5)["data"]
+        name = step.name or f"step-{step.index:02d}-screenshot.png"
+        path = ctx.artifacts_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return StepOutcome(matched_index=index, detail={"artifact": str(path)})
+
+
+def _js_string(value: str) -> str:
+    return orjson.dumps(value).decode()
+
+
+BUILTIN_STRATEGIES: tuple[type[StepStrategy], ...] = (
+    SetViewportStrategy, NavigateStrategy, ClickStrategy, HoverStrategy, ChangeStrategy, KeyStrategy,
+    ScrollStrategy, WaitForElementStrategy, WaitForExpressionStrategy, EmulateNetworkStrategy,
+    CloseStrategy, ClipStrategy, ScreenshotStrategy,
+)
+
+
+def default_registry() -> StrategyRegistry:
+    """A fresh registry with every built-in strategy (``customStep`` needs a registered handler)."""
+    return StrategyRegistry(cls() for cls in BUILTIN_STRATEGIES)
+
+
+__all__ = ["BUILTIN_STRATEGIES", "default_registry", "alternatives", "type_text"] + [
+    cls.__name__ for cls in BUILTIN_STRATEGIES]
