@@ -16,7 +16,7 @@ from coordination.errors import DroverError
 from engine.console import Console
 from engine.exit_codes import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED
 
-COMMANDS: tuple[str, ...] = ("demo", "health")
+COMMANDS: tuple[str, ...] = ("demo", "health", "validate", "replay")
 
 
 def _load(name: str) -> ModuleType:

@@ -22,7 +22,7 @@ from navigation.errors import (
 from navigation.flow.records import Flow, SecretRef, Step
 from navigation.page import Pages
 from navigation.steps.builtin import default_registry
-from navigation.steps.registry import StepContext, StepOutcome, StrategyRegistry
+from navigation.steps.registry import StepContext, StepOutcome, StrategyRegistry, substitute
 
 perf_log = stream_logger("performance", __name__)
 domain_log = stream_logger("domain", __name__)
@@ -138,6 +138,8 @@ class FlowRunner:
             return FlowResult(flow.source, flow.title, True, duration, tuple(results))
         step, exc = failure
         message = masker(str(exc))
+        if getattr(exc, "index", None) is None:
+            message = f"step {step.index} ({step.type}): {message}"
         if written:
             message += f" [artifacts: {', '.join(written)}]"
         domain_log.warning("step failed", extra={
@@ -154,7 +156,7 @@ class FlowRunner:
         if strategy is None:  # check() ran, but a registry may have changed since
             raise StepError("no step strategy handles this step", index=step.index, step_type=step.type)
         deadline = time.monotonic() + step.timeout / 1000
-        page = pages.get(step.target, step.timeout / 1000)
+        page = pages.get(substitute(step.target, variables), step.timeout / 1000)
         ctx = StepContext(pages=pages, page=page, artifacts_dir=artifacts, variables=variables,
                           resolve_secret=self.resolve_secret, remember_secret=masker.add, deadline=deadline)
         navigation_asserted = [e for e in step.asserted_events if e.type == "navigation"]

@@ -26,6 +26,23 @@ class MissingVariable(FlowError):
     """A ``${NAME}`` in the flow has no value in the job's vars."""
 
 
+def substitute(value: str, variables: Mapping[str, str]) -> str:
+    """Replace every ``${NAME}`` in ``value``; an unknown or unterminated one is an error."""
+    if "${" not in value:
+        return value
+    out, rest = [], value
+    while "${" in rest:
+        head, _, tail = rest.partition("${")
+        name, sep, rest = tail.partition("}")
+        if not sep:
+            raise MissingVariable(f"unterminated ${{ in {value!r}")
+        if name not in variables:
+            raise MissingVariable(f"variable ${{{name}}} is not set (known: {sorted(variables)})")
+        out += [head, variables[name]]
+    out.append(rest)
+    return "".join(out)
+
+
 @dataclass(slots=True)
 class StepOutcome:
     """What a strategy reports back: which selector alternative matched, plus free detail."""
@@ -53,19 +70,7 @@ class StepContext:
 
     def text(self, value: str) -> str:
         """Substitute ``${NAME}`` from the job's variables (unknown names are an error)."""
-        if "${" not in value:
-            return value
-        out, rest = [], value
-        while "${" in rest:
-            head, _, tail = rest.partition("${")
-            name, sep, rest = tail.partition("}")
-            if not sep:
-                raise MissingVariable(f"unterminated ${{ in {value!r}")
-            if name not in self.variables:
-                raise MissingVariable(f"variable ${{{name}}} is not set (known: {sorted(self.variables)})")
-            out += [head, self.variables[name]]
-        out.append(rest)
-        return "".join(out)
+        return substitute(value, self.variables)
 
     def value(self, value: Value) -> str:
         """A literal (with variables) or a secret's clear value, registered for masking."""
@@ -141,4 +146,4 @@ class StrategyRegistry:
         return out
 
 
-__all__ = ["MissingVariable", "StepOutcome", "StepContext", "StepStrategy", "StrategyRegistry"]
+__all__ = ["substitute", "MissingVariable", "StepOutcome", "StepContext", "StepStrategy", "StrategyRegistry"]
