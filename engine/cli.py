@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import sys
 from types import ModuleType
 
 from coordination.errors import DroverError
 from engine.console import Console
 from engine.exit_codes import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED
 
-COMMANDS: tuple[str, ...] = ("demo", "health", "validate", "replay")
+COMMANDS: tuple[str, ...] = ("demo", "health", "validate", "replay", "config")
 
 
 def _load(name: str) -> ModuleType:
@@ -46,6 +48,10 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     console = console or Console(quiet=args.quiet)
     try:
         return int(args._run(args, console))
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop writing; point stdout at /dev/null so exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         console.error("interrupted")
         return EXIT_INTERRUPTED

@@ -74,7 +74,7 @@ def _no_secrets(ref: SecretRef) -> str:
 
 
 @dataclass(slots=True)
-class _Masker:
+class Masker:
     values: set[str] = field(default_factory=set)
 
     def add(self, value: str) -> None:
@@ -107,7 +107,7 @@ class FlowRunner:
             variables: Mapping[str, str] | None = None, browser_context_id: str | None = None) -> FlowResult:
         self.check(flow)
         artifacts = Path(artifacts_dir)
-        masker = _Masker()
+        masker = Masker()
         started = time.monotonic()
         results: list[StepResult] = []
         pages = Pages.open(connection, browser_context_id=browser_context_id)
@@ -151,7 +151,7 @@ class FlowRunner:
     # -- internals -----------------------------------------------------------
 
     def _run_step(self, step: Step, flow: Flow, pages: Pages, artifacts: Path,
-                  variables: Mapping[str, str], masker: _Masker) -> StepOutcome:
+                  variables: Mapping[str, str], masker: Masker) -> StepOutcome:
         strategy = self.registry.strategy_for(step)
         if strategy is None:  # check() ran, but a registry may have changed since
             raise StepError("no step strategy handles this step", index=step.index, step_type=step.type)
@@ -179,7 +179,7 @@ class FlowRunner:
 
     @staticmethod
     def _step_result(step: Step, flow: Flow, outcome: StepOutcome | None, duration_ms: float,
-                     failure: tuple[Step, NavigationError] | None, masker: _Masker) -> StepResult:
+                     failure: tuple[Step, NavigationError] | None, masker: Masker) -> StepResult:
         matched_index = outcome.matched_index if outcome is not None else None
         matched = None
         if matched_index is not None:
@@ -193,7 +193,7 @@ class FlowRunner:
                           matched_index, matched, error)
 
     @staticmethod
-    def _failure_artifacts(pages: Pages, step: Step, artifacts: Path, masker: _Masker) -> tuple[str, ...]:
+    def _failure_artifacts(pages: Pages, step: Step, artifacts: Path, masker: Masker) -> tuple[str, ...]:
         """Screenshot and DOM of the page the step ran on; best effort, never hides the step's error."""
         written = []
         artifacts.mkdir(parents=True, exist_ok=True)
@@ -212,4 +212,4 @@ class FlowRunner:
         return tuple(written)
 
 
-__all__ = ["FlowRunner", "FlowResult", "StepResult", "MASK"]
+__all__ = ["FlowRunner", "FlowResult", "StepResult", "Masker", "MASK"]

@@ -1,0 +1,206 @@
+"""Batch input: JSON Lines, one job per line, validated whole before anything runs.
+
+Why up front: a batch that fails on line 180 after 179 jobs ran leaves an
+operator with half a run and no clean way to redo it.  Every line is
+parsed, every flow it names is loaded and checked against the step
+registry, and all problems are reported together with their line numbers;
+the run starts only when none is left (or, with ``--skip-invalid``, the bad
+lines are reported and left out — never silently).
+
+A line::
+
+    {"id": "j1", "flow": "flows/login.json", "credential": "shop/alice",
+     "vars": {"name": "Ada"}, "retries": 2, "timeout": 60, "fallback": "fixture_form"}
+
+``flow`` is a path relative to the batch file, or ``legacy:NAME``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import orjson
+
+from engine.errors import BatchInputError
+from navigation.errors import FlowError
+from navigation.flow import Flow, load_flow
+from navigation.legacy import LegacyRegistry
+from navigation.steps import StrategyRegistry
+
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024
+KNOWN_FIELDS = frozenset({"id", "flow", "credential", "vars", "retries", "timeout", "fallback", "navigation"})
+DEFAULT_RETRIES = 1
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One validated job; ``flow_key`` is the resolved flow path or ``legacy:NAME``."""
+
+    id: str
+    line: int
+    flow_key: str
+    credential: str | None = None
+    vars: Mapping[str, str] = field(default_factory=dict)
+    retries: int = DEFAULT_RETRIES
+    timeout: float = DEFAULT_TIMEOUT_S
+    fallback: str | None = None
+
+    @property
+    def legacy(self) -> str | None:
+        return self.flow_key[len("legacy:"):] if self.flow_key.startswith("legacy:") else None
+
+    def spec(self) -> dict[str, Any]:
+        return {"id": self.id, "flow": self.flow_key, "credential": self.credential, "vars": dict(self.vars),
+                "retries": self.retries, "timeout": self.timeout, "fallback": self.fallback}
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    path: str
+    jobs: tuple[Job, ...]
+    flows: Mapping[str, Flow]
+    flow_errors: Mapping[str, str]
+    skipped: tuple[str, ...] = ()
+
+    def job(self, job_id: str) -> Job:
+        for j in self.jobs:
+            if j.id == job_id:
+                return j
+        raise KeyError(job_id)
+
+
+def _check_line(raw: object, number: int, where: str) -> tuple[dict[str, Any] | None, list[str]]:
+    if not isinstance(raw, dict):
+        return None, [f"{where}: a job must be a JSON object, got {type(raw).__name__}"]
+    problems = []
+    unknown = sorted(set(raw) - KNOWN_FIELDS)
+    if unknown:
+        problems.append(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(KNOWN_FIELDS))})")
+    job_id = raw.get("id")
+    if not isinstance(job_id, str) or not job_id.strip():
+        problems.append(f'{where}: "id" must be a non-empty string')
+    elif len(job_id) > 200 or "/" in job_id:
+        problems.append(f'{where}: "id" must be at most 200 characters with no "/"')
+    if not isinstance(raw.get("flow"), str) or not raw.get("flow"):
+        problems.append(f'{where}: "flow" must be a path or "legacy:NAME"')
+    cred = raw.get("credential")
+    if cred is not None and (not isinstance(cred, str) or cred.count("/") != 1 or not all(cred.split("/"))):
+        problems.append(f'{where}: "credential" must be "scope/name"')
+    variables = raw.get("vars", {})
+    if not isinstance(variables, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in variables.items()):
+        problems.append(f'{where}: "vars" must be an object of strings')
+    retries = raw.get("retries", DEFAULT_RETRIES)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 20:
+        problems.append(f'{where}: "retries" must be an integer 0..20')
+    timeout = raw.get("timeout", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
+        problems.append(f'{where}: "timeout" must be seconds, 0 < timeout <= 86400')
+    fallback = raw.get("fallback")
+    if fallback is not None and (not isinstance(fallback, str) or not fallback):
+        problems.append(f'{where}: "fallback" must name a legacy flow')
+    nav = raw.get("navigation")
+    if nav is not None and nav not in ("recorder", "legacy"):
+        problems.append(f'{where}: "navigation" must be "recorder" or "legacy"')
+    return (raw if not problems else None), problems
+
+
+def load_batch(path: str | os.PathLike[str], *, strategies: StrategyRegistry, legacy: LegacyRegistry,
+               skip_invalid: bool = False) -> Batch:
+    """Parse and validate a whole batch file; raise :class:`BatchInputError` listing every bad line."""
+    path = Path(path)
+    source = str(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise BatchInputError(f"{source}: no such batch file") from None
+    except OSError as exc:
+        raise BatchInputError(f"{source}: cannot read: {exc.strerror}") from exc
+    if path.is_dir():
+        raise BatchInputError(f"{source}: is a directory, not a batch file")
+    if size > MAX_BATCH_BYTES:
+        raise BatchInputError(f"{source}: {size / 1e6:.1f} MB is larger than the {MAX_BATCH_BYTES // 2**20} MiB limit")
+    base = path.parent
+    problems: list[str] = []
+    bad_lines: dict[int, list[str]] = {}
+    jobs: list[Job] = []
+    seen: dict[str, int] = {}
+    flows: dict[str, Flow] = {}
+    flow_errors: dict[str, str] = {}
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise BatchInputError(f"{source}: cannot open: {exc.strerror}") from exc
+    with fh:
+        for number, line in enumerate(fh, 1):
+            where = f"{source}:{number}"
+            if not line.strip():
+                continue
+            if len(line) > MAX_LINE_BYTES:
+                bad_lines.setdefault(number, []).append(f"{where}: line is longer than {MAX_LINE_BYTES} bytes")
+                continue
+            try:
+                raw = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                bad_lines.setdefault(number, []).append(f"{where}: not valid JSON ({exc})")
+                continue
+            spec, line_problems = _check_line(raw, number, where)
+            if spec is None:
+                bad_lines.setdefault(number, []).extend(line_problems)
+                continue
+            job_id = spec["id"]
+            if job_id in seen:
+                bad_lines.setdefault(number, []).append(
+                    f"{where}: duplicate job id {job_id!r} (first on line {seen[job_id]})")
+                continue
+            flow_ref = spec["flow"]
+            if spec.get("navigation") == "legacy" and not flow_ref.startswith("legacy:"):
+                flow_ref = f"legacy:{flow_ref}"
+            fallback = spec.get("fallback")
+            line_problems = []
+            if flow_ref.startswith("legacy:"):
+                flow_key = flow_ref
+                if flow_ref[len("legacy:"):] not in legacy.names():
+                    line_problems.append(f"{where}: no legacy flow named {flow_ref[7:]!r} "
+                                         f"(registered: {', '.join(legacy.names())})")
+            else:
+                flow_key = str((base / flow_ref).resolve()) if not os.path.isabs(flow_ref) else flow_ref
+                if flow_key not in flows and flow_key not in flow_errors:
+                    try:
+                        flow = load_flow(flow_key, extra_types=strategies.extra_types())
+                        unrunnable = strategies.problems(flow)
+                        if unrunnable:
+                            flow_errors[flow_key] = "; ".join(unrunnable)
+                        else:
+                            flows[flow_key] = flow
+                    except FlowError as exc:
+                        flow_errors[flow_key] = str(exc)
+                if flow_key in flow_errors and not fallback:
+                    line_problems.append(f"{where}: flow {flow_ref} is invalid and the job names no fallback: "
+                                         f"{flow_errors[flow_key]}")
+            if fallback and fallback not in legacy.names():
+                line_problems.append(f"{where}: fallback {fallback!r} is not a registered legacy flow "
+                                     f"(registered: {', '.join(legacy.names())})")
+            if line_problems:
+                bad_lines.setdefault(number, []).extend(line_problems)
+                continue
+            seen[job_id] = number
+            jobs.append(Job(job_id, number, flow_key, spec.get("credential"), dict(spec.get("vars", {})),
+                            int(spec.get("retries", DEFAULT_RETRIES)), float(spec.get("timeout", DEFAULT_TIMEOUT_S)),
+                            fallback))
+    for number in sorted(bad_lines):
+        problems.extend(bad_lines[number])
+    if problems and not skip_invalid:
+        raise BatchInputError(f"{source}: {len(bad_lines)} invalid line(s); nothing was run\n"
+                              + "\n".join(f"  - {p}" for p in problems))
+    if not jobs:
+        detail = ("\n" + "\n".join(f"  - {p}" for p in problems)) if problems else ""
+        raise BatchInputError(f"{source}: no valid jobs in the batch{detail}")
+    return Batch(source, tuple(jobs), flows, flow_errors, tuple(problems))
+
+
+__all__ = ["Job", "Batch", "load_batch", "MAX_BATCH_BYTES", "KNOWN_FIELDS"]

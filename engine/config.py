@@ -1,0 +1,194 @@
+"""Settings and where they come from.
+
+Discovery order (first that exists wins): ``--config FILE``, the
+``DROVER_CONFIG`` variable, ``./drover.toml``, then
+``$XDG_CONFIG_HOME/drover/drover.toml`` (``~/.config/drover/drover.toml``).
+A candidate that exists counts only if it parses and every value is valid:
+an empty or broken file is an error naming the file — never a silent fall
+back to the defaults.  Each effective value remembers its source, which
+``python -m engine config`` prints.
+
+TOML layout (every key optional)::
+
+    [engine]
+    workers = 4              # default: from CPU count and free memory
+    state_dir = "drover-state"
+    mode = "parallel"        # or "legacy": the sequential rollback path
+    heartbeat_timeout = 30.0 # s without a heartbeat before a worker is killed
+    drain_grace = 30.0       # s in-flight jobs get after SIGTERM/SIGINT
+    job_isolation = "context"  # "context": a fresh browser context per job; "page": a new page only
+    recycle_after_jobs = 200
+    max_browser_rss_mb = 0   # 0: no memory-based recycling
+    seed = 0                 # jitter streams; 0 = from the run id
+    lock_timeout = 60.0
+    credentials = ""         # credential store file
+
+    [retry]
+    base = 0.5
+    cap = 10.0
+    jitter = "full"
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import psutil
+
+from engine.errors import ConfigError
+
+MODES = ("parallel", "legacy")
+ISOLATIONS = ("context", "page")
+BROWSER_BUDGET_BYTES = 350 * 1024 * 1024
+
+
+def default_workers() -> int:
+    """Two workers per core, capped by free memory (a browser with its renderers needs ~350 MB)."""
+    cores = os.cpu_count() or 1
+    by_memory = max(1, int(psutil.virtual_memory().available // BROWSER_BUDGET_BYTES))
+    return max(1, min(2 * cores, by_memory, 16))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    workers: int = 0
+    state_dir: str = "drover-state"
+    mode: str = "parallel"
+    heartbeat_timeout: float = 30.0
+    drain_grace: float = 30.0
+    job_isolation: str = "context"
+    recycle_after_jobs: int = 200
+    max_browser_rss_mb: int = 0
+    seed: int = 0
+    lock_timeout: float = 60.0
+    credentials: str = ""
+    retry_base: float = 0.5
+    retry_cap: float = 10.0
+    retry_jitter: str = "full"
+
+    def __post_init__(self) -> None:
+        problems = validate(self)
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def effective_workers(self) -> int:
+        return self.workers or default_workers()
+
+
+def validate(s: Settings) -> list[str]:
+    p = []
+    if not 0 <= s.workers <= 64:
+        p.append(f"engine.workers must be 0 (auto) .. 64, got {s.workers}")
+    if s.mode not in MODES:
+        p.append(f"engine.mode must be one of {MODES}, got {s.mode!r}")
+    if s.job_isolation not in ISOLATIONS:
+        p.append(f"engine.job_isolation must be one of {ISOLATIONS}, got {s.job_isolation!r}")
+    for name in ("heartbeat_timeout", "drain_grace", "lock_timeout", "retry_base", "retry_cap"):
+        if getattr(s, name) <= 0:
+            p.append(f"{name} must be > 0")
+    if s.retry_cap < s.retry_base:
+        p.append("retry.cap must be >= retry.base")
+    if s.retry_jitter not in ("none", "full", "equal", "decorrelated"):
+        p.append(f"retry.jitter must be none/full/equal/decorrelated, got {s.retry_jitter!r}")
+    if s.recycle_after_jobs < 0 or s.max_browser_rss_mb < 0:
+        p.append("recycle settings must be >= 0")
+    if not s.state_dir:
+        p.append("engine.state_dir must not be empty")
+    return p
+
+
+_TOML_KEYS: dict[tuple[str, str], str] = {
+    **{("engine", f.name): f.name for f in fields(Settings) if not f.name.startswith("retry_")},
+    ("retry", "base"): "retry_base", ("retry", "cap"): "retry_cap", ("retry", "jitter"): "retry_jitter",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSettings:
+    settings: Settings
+    source: str  # the file used, or "defaults"
+    origins: Mapping[str, str] = field(default_factory=dict)  # field -> where its value came from
+
+
+def candidates(explicit: str | None, env: Mapping[str, str] | None = None, cwd: str | None = None) -> list[tuple[str, str]]:
+    """(how it was found, path) in discovery order."""
+    env = os.environ if env is None else env
+    out = []
+    if explicit:
+        out.append(("--config", explicit))
+    if env.get("DROVER_CONFIG"):
+        out.append(("DROVER_CONFIG", env["DROVER_CONFIG"]))
+    out.append(("./drover.toml", os.path.join(cwd or os.getcwd(), "drover.toml")))
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    out.append(("user config dir", os.path.join(base, "drover", "drover.toml")))
+    return out
+
+
+def _parse(path: str) -> dict[str, Any]:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from exc
+    if not raw.strip():
+        raise ConfigError(f"config {path}: the file is empty (delete it or give it settings)")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {path}: not valid TOML: {exc}") from exc
+    values: dict[str, Any] = {}
+    problems = []
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            problems.append(f"top-level key {section!r} (settings live in [engine] and [retry])")
+            continue
+        for key, value in table.items():
+            name = _TOML_KEYS.get((section, key))
+            if name is None:
+                problems.append(f"unknown setting [{section}] {key}")
+                continue
+            expected = Settings.__dataclass_fields__[name].type
+            ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+                  "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+                  "str": isinstance(value, str)}[str(expected)]
+            if not ok:
+                problems.append(f"[{section}] {key} must be {expected}, got {type(value).__name__}")
+                continue
+            values[name] = float(value) if expected == "float" else value
+    if not values and not problems:
+        problems.append("no settings in it")
+    if problems:
+        raise ConfigError(f"config {path}: " + "; ".join(problems))
+    return values
+
+
+def load_settings(explicit: str | None = None, *, overrides: Mapping[str, Any] | None = None,
+                  env: Mapping[str, str] | None = None, cwd: str | None = None) -> LoadedSettings:
+    """Find, parse and validate the settings; command-line ``overrides`` win over the file."""
+    values: dict[str, Any] = {}
+    source = "defaults"
+    for how, path in candidates(explicit, env, cwd):
+        if how in ("--config", "DROVER_CONFIG") and not os.path.exists(path):
+            raise ConfigError(f"config {path} (from {how}) does not exist")
+        if os.path.exists(path):
+            values = _parse(path)
+            source = f"{path} ({how})"
+            break
+    origins = {f.name: "default" for f in fields(Settings)}
+    for name in values:
+        origins[name] = source
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+            origins[name] = "command line"
+    try:
+        settings = Settings(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"settings from {source}: {exc}") from exc
+    return LoadedSettings(settings, source, origins)
+
+
+__all__ = ["Settings", "LoadedSettings", "load_settings", "candidates", "default_workers", "MODES"]

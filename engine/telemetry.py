@@ -1,0 +1,161 @@
+"""The four JSON log streams of a run, and ``trace`` over them.
+
+``operational``, ``performance``, ``domain`` and ``audit`` each go to
+``<run_dir>/<stream>.jsonl``, one JSON object per line, written by
+python-json-logger (orjson backend).  Every record carries ``ts``,
+``stream``, ``run_id``, ``correlation_id``, ``worker`` and ``session``
+(from the bound correlation context when the caller did not pass them).
+
+Why one ``os.write`` on an ``O_APPEND`` descriptor per record: the
+supervisor and every forked worker append to the same files; on Linux an
+appending write of one record lands whole, so the streams interleave by
+record, never inside one.
+
+Telemetry never blocks or fails a job: a write that fails (disk full, a
+broken sink) is counted per stream in :attr:`StreamSink.lost` and the job
+goes on.  The counts are reported in the run summary under the
+``telemetry`` category.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+from coordination.telemetry_context import CONTEXT_FIELDS, STREAMS, current
+
+_RESERVED = ("message", "ts", "level", "stream", "logger")
+
+
+class _ContextFilter(logging.Filter):
+    """Copies the bound correlation context onto records that do not carry it already."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = current()
+        for name in CONTEXT_FIELDS:
+            if not hasattr(record, name):
+                setattr(record, name, ctx.get(name))
+        record.stream = self.stream
+        record.ts = record.created
+        return True
+
+
+class StreamSink(logging.Handler):
+    """Appends one JSON line per record; failures are counted, never raised into the caller."""
+
+    def __init__(self, path: str, stream: str) -> None:
+        super().__init__(logging.INFO)
+        self.path = path
+        self.stream = stream
+        self.lost = 0
+        self.last_error: str | None = None
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.setFormatter(OrjsonFormatter(
+            "%(ts)s %(levelname)s %(stream)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"}))
+        self.addFilter(_ContextFilter(stream))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._fd is None:
+            self.lost += 1
+            return
+        try:
+            data = (self.format(record) + "\n").encode()
+            os.write(self._fd, data)
+        except OSError as exc:
+            # Disk full, I/O error, a sink that went away: count it and let the job go on.
+            self.lost += 1
+            self.last_error = f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"
+        except (TypeError, ValueError) as exc:
+            # A record whose extra fields cannot be serialised: also a loss, not a crash.
+            self.lost += 1
+            self.last_error = f"unserialisable record: {exc}"
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        super().close()
+
+
+@dataclass(slots=True)
+class Telemetry:
+    """The installed sinks of this process; :meth:`lost` reads their loss counters."""
+
+    run_dir: Path
+    sinks: dict[str, StreamSink] = field(default_factory=dict)
+
+    def lost(self) -> dict[str, int]:
+        return {name: sink.lost for name, sink in self.sinks.items()}
+
+    def close(self) -> None:
+        for stream, sink in self.sinks.items():
+            logging.getLogger(f"drover.{stream}").removeHandler(sink)
+            sink.close()
+        self.sinks.clear()
+
+
+def install(run_dir: str | os.PathLike[str], *, overrides: dict[str, str] | None = None) -> Telemetry:
+    """Attach the four stream sinks (``overrides`` maps a stream to another path, e.g. for drills)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    telemetry = Telemetry(run_dir)
+    for stream in STREAMS:
+        path = (overrides or {}).get(stream) or os.environ.get(f"DROVER_LOG_{stream.upper()}") \
+            or str(run_dir / f"{stream}.jsonl")
+        sink = StreamSink(path, stream)
+        logger = logging.getLogger(f"drover.{stream}")
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        for old in [h for h in logger.handlers if isinstance(h, StreamSink)]:
+            logger.removeHandler(old)
+            old.close()
+        logger.addHandler(sink)
+        telemetry.sinks[stream] = sink
+    return telemetry
+
+
+def read_stream(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Records of one stream file; a torn or garbled line is reported as such, not skipped silently."""
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                yield {"ts": 0.0, "stream": Path(path).stem, "level": "ERROR",
+                       "message": f"unreadable record at {path}:{number}"}
+                continue
+            if isinstance(rec, dict):
+                yield rec
+
+
+def trace(run_dir: str | os.PathLike[str], ident: str, streams: Iterable[str] = STREAMS) -> list[dict[str, Any]]:
+    """Every record whose run id, correlation id (prefix) or job matches ``ident``, time-ordered."""
+    run_dir = Path(run_dir)
+    out = []
+    for stream in streams:
+        path = run_dir / f"{stream}.jsonl"
+        if not path.exists():
+            continue
+        for rec in read_stream(path):
+            cid = str(rec.get("correlation_id") or "")
+            if rec.get("run_id") == ident or cid == ident or cid.startswith(ident + "/") \
+                    or f"/{ident}/" in f"/{cid}/" or rec.get("job_id") == ident:
+                out.append(rec)
+    out.sort(key=lambda r: (float(r.get("ts") or 0.0), str(r.get("stream"))))
+    return out
+
+
+__all__ = ["StreamSink", "Telemetry", "install", "read_stream", "trace"]
