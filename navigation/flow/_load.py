@@ -1,0 +1,115 @@
+"""A flow file on disk -> decoded JSON -> :func:`parse_flow`, with file-level errors named.
+
+Why the care: ``validate`` and every batch start read user files, and a
+bad one must give one clear line (``flows/login.json: malformed JSON at
+line 12, column 5: unexpected character``), never a traceback or a hang.
+So: the size is checked from ``stat`` *before* reading (a 20 MB file is
+refused at once), only regular files are read (a FIFO would block
+forever), at most ``max_bytes + 1`` bytes are read even if the file grows,
+and nesting depth is checked before the JSON decoder sees the text —
+orjson 3.8 crashes the process (SIGSEGV) on about a million nested
+brackets, which fit easily in a 10 MB file.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Collection
+from itertools import accumulate
+from pathlib import Path
+
+import orjson
+
+from navigation.errors import FlowFileError
+from navigation.flow._parse import MAX_DEPTH, parse_flow
+from navigation.flow.records import Flow
+
+MAX_FLOW_BYTES = 10 * 1024 * 1024
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_048_576:.1f} MB"
+
+
+def _read_bounded(path: Path, source: str, max_bytes: int) -> bytes:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError as exc:
+        raise FlowFileError(f"{source}: no such file") from exc
+    except PermissionError as exc:
+        raise FlowFileError(f"{source}: cannot be read (permission denied)") from exc
+    except OSError as exc:
+        raise FlowFileError(f"{source}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise FlowFileError(f"{source}: is a directory, not a flow file")
+    if not stat.S_ISREG(info.st_mode):
+        raise FlowFileError(f"{source}: is not a regular file")
+    if info.st_size > max_bytes:
+        raise FlowFileError(f"{source}: is {_megabytes(info.st_size)}, over the "
+                            f"{_megabytes(max_bytes)} limit for a flow file")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except PermissionError as exc:
+        raise FlowFileError(f"{source}: cannot be read (permission denied)") from exc
+    except OSError as exc:
+        raise FlowFileError(f"{source}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    if len(data) > max_bytes:
+        raise FlowFileError(f"{source}: grew past the {_megabytes(max_bytes)} limit for a flow file while being read")
+    return data
+
+
+def _line_column(data: bytes, offset: int) -> tuple[int, int]:
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    return data.count(b"\n", 0, offset) + 1, offset - line_start + 1
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside JSON strings (an over-estimate for malformed text, never under)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def decode_flow_json(data: bytes, source: str) -> object:
+    """UTF-8 JSON bytes -> Python data, or a :class:`FlowFileError` naming line and column."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column = _line_column(data, exc.start)
+        raise FlowFileError(f"{source}: is not UTF-8 text (byte 0x{data[exc.start]:02x} "
+                            f"at line {line}, column {column})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a byte-order mark some editors add; it carries no meaning
+    if _nesting_depth(text) > MAX_DEPTH:
+        raise FlowFileError(f"{source}: JSON nests deeper than {MAX_DEPTH} levels; "
+                            "a recorder flow needs fewer than 10")
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise FlowFileError(f"{source}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+
+
+def load_flow(path: str | os.PathLike[str], *, extra_types: Collection[str] = (),
+              max_bytes: int = MAX_FLOW_BYTES) -> Flow:
+    """Read, decode and validate one recorder flow file.
+
+    Raises :class:`FlowFileError` for file-level trouble (missing,
+    unreadable, a directory, over ``max_bytes``, not UTF-8, malformed
+    JSON, not a flow) and :class:`FlowValidationError` listing every schema
+    problem; both messages start with the path.
+    """
+    if not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+    source = os.fspath(path)
+    data = _read_bounded(Path(source), source, max_bytes)
+    return parse_flow(decode_flow_json(data, source), source=source, extra_types=extra_types)
+
+
+__all__ = ["load_flow", "decode_flow_json", "MAX_FLOW_BYTES"]
