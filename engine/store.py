@@ -240,6 +240,16 @@ class ResultsStore:
             (time.time(), outcome, category, error, duration_ms, orjson.dumps(matched or {}).decode(),
              orjson.dumps(steps or []).decode(), orjson.dumps(artifacts or []).decode(), run_id, job_id, attempt))
 
+    def close_open_attempts(self, run_id: str, job_id: str | None, *, outcome: str, error: str) -> int:
+        """End attempts that never ended (their worker or supervisor died): ``lost`` or ``interrupted``."""
+        sql = ("UPDATE attempts SET ended_at = ?, outcome = ?, error = ? "
+               "WHERE run_id = ? AND ended_at IS NULL")
+        params: tuple = (time.time(), outcome, error, run_id)
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            params += (job_id,)
+        return self._write(sql, params).rowcount
+
     def record_outcome(self, run_id: str, job_id: str, *, outcome: str, attempts: int, worker: str,
                        category: str | None = None, error: str | None = None,
                        duration_ms: float | None = None) -> None:
