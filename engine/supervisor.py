@@ -247,7 +247,8 @@ class Supervisor:
         parent_conn, child_conn = self._ctx.Pipe()
         spec = WorkerSpec(index, self.run_id, str(self.run_dir), self.state_dir, self.store_path, self.settings,
                           self.seed, self.credentials_path)
-        proc = self._ctx.Process(target=worker_main, args=(spec, child_conn, self._beats, self.batch),
+        inherited = tuple(h.conn for h in self.workers.values()) + (parent_conn,)
+        proc = self._ctx.Process(target=worker_main, args=(spec, child_conn, self._beats, self.batch, inherited),
                                  name=f"drover-w{index}", daemon=False)
         self._beats[index] = time.time()
         proc.start()

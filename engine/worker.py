@@ -103,8 +103,16 @@ def _heartbeat(beats: Any, index: int, parent: int, stop: threading.Event) -> No
             stop.set()
 
 
-def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch) -> None:
-    """Entry point in the forked child."""
+def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
+                inherited: tuple[Connection, ...] = ()) -> None:
+    """Entry point in the forked child.
+
+    ``inherited`` are the supervisor's ends of the *other* workers' pipes,
+    copied into this child by fork: closed at once, or those workers would
+    never see EOF when the supervisor dies.
+    """
+    for other in inherited:
+        other.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which drains
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
