@@ -67,10 +67,16 @@ class JobReport:
     steps: list[tuple[str, str, float]] = field(default_factory=list)  # (timing_key, step type, ms)
 
 
-def profile_dir(state_dir: str, scope: str) -> str:
-    """The persistent browser profile of one credential scope (profile isolation)."""
+def profile_dir(state_dir: str, scope: str, worker: str) -> str:
+    """The persistent browser profile of one credential scope on one worker (profile isolation).
+
+    Why per worker too: Chromium refuses a profile that another browser
+    still has open, and a worker keeps its browser between jobs.  The
+    credential lock already makes each credential single-user; its cookies
+    and storage never cross into another credential's profile.
+    """
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", scope.replace("/", "__"))
-    return os.path.join(state_dir, "profiles", safe)
+    return os.path.join(state_dir, "profiles", safe, re.sub(r"[^A-Za-z0-9_.-]", "_", worker))
 
 
 class JobExecutor:
@@ -94,6 +100,13 @@ class JobExecutor:
         self.seed = cohort_seed(seed, worker_name)
         self.isolation = isolation
         self.sleep = sleep
+
+    def flow_name(self, job: Job) -> str:
+        """A stable name for per-flow figures: the flow's title, or ``legacy:NAME``."""
+        if job.legacy is not None:
+            return job.flow_key
+        flow = self.batch.flows.get(job.flow_key)
+        return flow.title if flow is not None else os.path.basename(job.flow_key)
 
     def run(self, job: Job) -> JobReport:
         started = time.monotonic()
@@ -156,7 +169,7 @@ class JobExecutor:
             domain.info("job finished", extra={"event": "job_finished", "job_id": job.id, "outcome": outcome,
                                                "attempts": attempt, "error_category": result.error_category,
                                                "duration_ms": round(total_ms, 3), **current()})
-            return JobReport(job.id, outcome, attempt, result.error_category, total_ms, result.title,
+            return JobReport(job.id, outcome, attempt, result.error_category, total_ms, self.flow_name(job),
                              duplicate=duplicate,
                              steps=[(s.timing_key, s.type, s.duration_ms) for s in result.steps])
 
@@ -171,10 +184,11 @@ class JobExecutor:
         variables = dict(job.vars)
         try:
             if job.credential is not None:
-                conn = self.lifecycle.ensure_profile(profile_dir(self.state_dir, job.credential))
+                # the credential's own persistent profile: its default context keeps the session
+                conn = self.lifecycle.ensure_profile(profile_dir(self.state_dir, job.credential, self.worker_name))
             else:
                 conn = self.lifecycle.ensure_profile(None)
-            with self._isolated(conn) as context_id:
+            with self._isolated(conn, job.credential is None) as context_id:
                 if job.legacy is not None:
                     return self.legacy.run(job.legacy, conn, artifacts_dir=artifacts, variables=variables,
                                            resolve_secret=self.credentials.resolve, timeout=job.timeout,
@@ -198,8 +212,9 @@ class JobExecutor:
             self._after_job()
 
     @contextlib.contextmanager
-    def _isolated(self, conn: CDPConnection) -> Iterator[str | None]:
-        if self.isolation != "context":
+    def _isolated(self, conn: CDPConnection, anonymous: bool) -> Iterator[str | None]:
+        """A fresh browser context per anonymous job (``isolation = "context"``); none otherwise."""
+        if self.isolation != "context" or not anonymous:
             yield None
             return
         context_id = conn.send("Target.createBrowserContext", {"disposeOnDetach": True})["browserContextId"]

@@ -171,7 +171,8 @@ def _run_parallel(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSum
         unowned_uses=out.table_totals.unowned_uses + agg.unowned_uses,
         invalid_transitions=out.table_totals.invalid_transitions + agg.invalid_transitions,
         lock_wait={"count": agg.lock_wait.count, "p99_ms": agg.lock_wait.p99 * 1000,
-                   "max_ms": agg.lock_wait.max * 1000})
+                   "max_ms": agg.lock_wait.max * 1000},
+        telemetry_lost=out.telemetry_lost)
 
 
 def _run_sequential(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSummary:

@@ -101,6 +101,7 @@ class RunOutcome:
     duplicates: int
     contention: Any
     table_totals: Any
+    telemetry_lost: dict[str, int]
 
 
 class Supervisor:
@@ -128,6 +129,7 @@ class Supervisor:
         self.drain_requested = False
         self.drain_deadline: float | None = None
         self.per_worker: dict[str, dict[str, float]] = {}
+        self.telemetry_lost: dict[int, dict[str, int]] = {}  # per worker pid: cumulative losses
         self._ctx = mp.get_context("fork")
         self._beats = self._ctx.RawArray("d", self.workers_n)
         self._store: ResultsStore | None = None
@@ -184,8 +186,12 @@ class Supervisor:
             self._store.close()
         if self.on_progress is not None:
             self.on_progress(self.progress)
+        lost: dict[str, int] = {}
+        for per_stream in self.telemetry_lost.values():
+            for stream, n in per_stream.items():
+                lost[stream] = lost.get(stream, 0) + n
         return RunOutcome(self.run_id, status, self.progress, self.reports, self.per_worker, self.lost_attempts,
-                          self.reclaimed, self.duplicates, contention, totals)
+                          self.reclaimed, self.duplicates, contention, totals, lost)
 
     def loop_once(self) -> None:
         """Wait for one batch of worker messages or deaths and handle them; then check deadlines."""
@@ -224,8 +230,9 @@ class Supervisor:
         self._send(handle, ("job", job_id))
 
     def msg_done(self, handle: WorkerHandle, _index: int, report: JobReport, forced_reconnects: int,
-                 seconds: float) -> None:
+                 seconds: float, telemetry_lost: dict[str, int]) -> None:
         handle.job = None
+        self.telemetry_lost[handle.process.pid] = telemetry_lost
         handle.jobs_done += 1
         handle.busy_seconds += seconds
         handle.forced_reconnects = forced_reconnects

@@ -125,6 +125,26 @@ def install(run_dir: str | os.PathLike[str], *, overrides: dict[str, str] | None
     return telemetry
 
 
+def _local_sinks() -> dict[str, StreamSink]:
+    out = {}
+    for stream in STREAMS:
+        for h in logging.getLogger(f"drover.{stream}").handlers:
+            if isinstance(h, StreamSink):
+                out[stream] = h
+    return out
+
+
+def local_losses() -> dict[str, int]:
+    """Records this process failed to write, per stream (a forked worker reports these)."""
+    return {stream: sink.lost for stream, sink in _local_sinks().items()}
+
+
+def reset_local_losses() -> None:
+    """Start counting from zero (a forked child inherits its parent's counts)."""
+    for sink in _local_sinks().values():
+        sink.lost = 0
+
+
 def read_stream(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Records of one stream file; a torn or garbled line is reported as such, not skipped silently."""
     with open(path, "rb") as fh:
@@ -158,4 +178,4 @@ def trace(run_dir: str | os.PathLike[str], ident: str, streams: Iterable[str] = 
     return out
 
 
-__all__ = ["StreamSink", "Telemetry", "install", "read_stream", "trace"]
+__all__ = ["StreamSink", "Telemetry", "install", "read_stream", "trace", "local_losses", "reset_local_losses"]

@@ -28,6 +28,7 @@ from coordination.telemetry_context import bind, stream_logger
 from engine.batch import Batch
 from engine.config import Settings
 from engine.executor import Coordination, JobExecutor
+from engine import telemetry as telemetry_streams
 from engine.store import ResultsStore
 from navigation.credentials import CredentialStore
 from navigation.launcher import LaunchSettings
@@ -113,6 +114,7 @@ def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
     """
     for other in inherited:
         other.close()
+    telemetry_streams.reset_local_losses()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which drains
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -153,7 +155,7 @@ def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
                 t0 = time.monotonic()
                 report = executor.run(job)
                 conn.send(("done", spec.index, report, lifecycle.stats.forced_reconnects,
-                           time.monotonic() - t0))
+                           time.monotonic() - t0, telemetry_streams.local_losses()))
         except (BrokenPipeError, EOFError, ConnectionResetError):
             ops.warning("supervisor connection lost; worker stops", extra={"event": "worker_orphaned"})
         finally:
