@@ -40,12 +40,12 @@ def progress_printer(console: Console) -> "callable":
             return
         last[0] = now
         rate = p.done / p.elapsed if p.elapsed > 0 else 0.0
-        eta = (p.total - p.done) / rate if rate > 0 else float("nan")
+        eta = f"{(p.total - p.done) / rate:.0f}s" if rate > 0 else "-"
         width = 24
         filled = int(width * p.done / p.total) if p.total else width
         bar = "#" * filled + "." * (width - filled)
         console.status(f"[{bar}] {p.done}/{p.total} done, {p.failed} failed, {p.retries} retries, "
-                       f"{p.running} running, {rate:.2f} jobs/s, ETA {eta:.0f}s")
+                       f"{p.running} running, {rate:.2f} jobs/s, ETA {eta}")
     return show
 
 
