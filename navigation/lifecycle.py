@@ -10,6 +10,7 @@ lock-step), and logs every decision with the bound correlation id.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import urllib.error
 import urllib.request
@@ -117,6 +118,21 @@ class BrowserLifecycle:
         if self._browser is None:
             return self._start("initial start")
         return self.reconnect("connection not usable")
+
+    def ensure_profile(self, user_data_dir: str | None) -> CDPConnection:
+        """A live connection to a browser on ``user_data_dir`` (None: a temporary profile).
+
+        Profile isolation: the engine gives each credential its own persistent
+        profile (per worker).  Switching profiles restarts the browser.
+        """
+        launch_settings = self.settings.launch
+        if launch_settings.user_data_dir != user_data_dir:
+            self.settings = dataclasses.replace(
+                self.settings, launch=dataclasses.replace(launch_settings, user_data_dir=user_data_dir))
+            if self._browser is not None:
+                self._stop_browser()
+                return self._start(f"profile switch to {'temporary' if user_data_dir is None else 'persistent'}")
+        return self.ensure()
 
     def reconnect(self, reason: str) -> CDPConnection:
         """Re-establish a connection after a loss: reconnect if healthy, else restart; jittered backoff."""

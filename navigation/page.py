@@ -79,15 +79,16 @@ class Page:
 class Pages:
     """The pages of one flow run: ``main`` plus popups attached on first use by exact URL."""
 
-    def __init__(self, connection: CDPConnection, main: Page) -> None:
+    def __init__(self, connection: CDPConnection, main: Page, browser_context_id: str | None = None) -> None:
         self.connection = connection
         self.main = main
+        self.browser_context_id = browser_context_id
         self._by_url: dict[str, Page] = {}
 
     @classmethod
     def open(cls, connection: CDPConnection, *, browser_context_id: str | None = None) -> "Pages":
         session = connection.new_page("about:blank", browser_context_id=browser_context_id)
-        return cls(connection, Page.setup(session))
+        return cls(connection, Page.setup(session), browser_context_id)
 
     def get(self, target: str, timeout: float) -> Page:
         """The page for a step's ``target``: ``main`` or the page whose URL matches exactly."""

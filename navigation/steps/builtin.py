@@ -17,9 +17,9 @@ from navigation.errors import AssertionFailed, StepError
 from navigation.flow.records import (
     ChangeStep, ClipStep, CloseStep, DoubleClickStep, ElementStep, EmulateNetworkConditionsStep,
     HoverStep, KeyDownStep, KeyStep, KeyUpStep, LongPressStep, NavigateStep, PointerStep, ScreenshotStep,
-    ScrollStep, SetViewportStep, Step, WaitForElementStep, WaitForExpressionStep,
+    ScrollStep, SecretRef, SetViewportStep, Step, WaitForElementStep, WaitForExpressionStep,
 )
-from navigation.keys import MODIFIER_BITS, key_event
+from navigation.keys import KEYS, MODIFIER_BITS, key_event
 from navigation.page import Page
 from navigation.steps.registry import StepContext, StepOutcome, StepStrategy, StrategyRegistry
 
@@ -119,15 +119,21 @@ class KeyStrategy(StepStrategy):
         key = ctx.value(step.key)
         page = ctx.page
         down = isinstance(step, KeyDownStep)
+        if isinstance(step.key, SecretRef) and len(key) > 1 and key not in KEYS:
+            # A secret in a key step is a key sequence (a PIN, a canvas password): keyDown types
+            # it one key at a time; the matching keyUp has nothing left to release.
+            if down:
+                type_text(page, key)
+            return StepOutcome()
         bit = MODIFIER_BITS.get(key, 0)
         if down:
             page.modifiers |= bit
+        else:
+            page.modifiers &= ~bit  # a released modifier is no longer held on its own keyup (as in Chrome)
         try:
             params = key_event(key, "down" if down else "up", page.modifiers)
         except KeyError as exc:
             raise StepError(f"unknown key name (length {len(key)})") from exc
-        if not down:
-            page.modifiers &= ~bit
         page.send("Input.dispatchKeyEvent", params)
         return StepOutcome()
 
@@ -255,8 +261,10 @@ class ClipStrategy(StepStrategy):
         href, _title = page.location()
         parts = urllib.parse.urlsplit(href)
         origin = f"{parts.scheme}://{parts.netloc}"
-        page.session.connection.send("Browser.grantPermissions", {
-            "origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+        grant = {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}
+        if ctx.pages.browser_context_id is not None:
+            grant["browserContextId"] = ctx.pages.browser_context_id
+        page.session.connection.send("Browser.grantPermissions", grant)
         ok = page.evaluate(
             f"(async (v) => {{ await navigator.clipboard.writeText(v);"
             f" return (await navigator.clipboard.readText()) === v; }})({_js_string(value)})",
