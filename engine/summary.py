@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from engine.executor import JobReport
+from engine.metrics import Histogram
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -63,15 +64,12 @@ class RunSummary:
 
 
 def flow_stats(reports: Iterable[JobReport]) -> dict[str, dict[str, float]]:
-    by_flow: dict[str, list[float]] = {}
+    """p50/p95/p99 of job duration per flow, from bounded histograms."""
+    by_flow: dict[str, Histogram] = {}
     for r in reports:
-        by_flow.setdefault(r.flow, []).append(r.duration_ms)
-    out = {}
-    for flow, values in by_flow.items():
-        values.sort()
-        out[flow] = {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
-                     "p99": percentile(values, 99)}
-    return out
+        by_flow.setdefault(r.flow, Histogram()).record(r.duration_ms)
+    return {flow: {"n": h.count, "p50": h.percentile(50), "p95": h.percentile(95), "p99": h.percentile(99)}
+            for flow, h in by_flow.items()}
 
 
 __all__ = ["RunSummary", "flow_stats", "percentile"]
