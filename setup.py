@@ -14,7 +14,7 @@ setup(
         "websocket-client>=1.6",
         "orjson>=3.8",
         "psutil>=5.9",
-        "filelock>=3.12",
+        "filelock>=3.30",
         "python-json-logger>=2.0",
     ],
     extras_require={

@@ -12,7 +12,14 @@ store and the failure matrix know::
         ├── UnownedUse               persistence   (a send by someone who is not the owner)
         ├── TableFull                persistence
         ├── SegmentError             persistence   (create/attach of shared memory)
-        └── LockTimeout              timeout       (credential lock not acquired in time)
+        │   └── SegmentInUse         persistence   (a live process already runs in that directory)
+        └── LockTimeout              timeout       (credential or table lock not acquired in time)
+
+The coordination errors carry their facts as attributes (slot, states,
+owner, epoch, scope, waited ...) so that the supervisor and the failure
+matrix never parse a message.  Every attribute defaults to ``None`` so an
+error still builds from a bare message (and survives pickling across a
+process boundary, which rebuilds it from ``args`` only).
 
 ``DroverError`` lives here because coordination is the lowest layer:
 navigation and engine import it from here, never the other way round.
@@ -48,11 +55,58 @@ class CoordinationError(DroverError):
 
 
 class InvalidTransition(CoordinationError):
-    """A slot transition was asked for by the wrong owner, with a stale epoch, or from an impossible state."""
+    """A slot transition was asked for by the wrong owner, with a stale epoch, or from an impossible state.
+
+    ``reason`` is one of ``"stale_epoch"``, ``"wrong_owner"``, ``"bad_state"``;
+    ``owner`` is the slot's owner at the time, ``caller`` the worker that
+    asked, ``epoch`` the epoch it presented and ``current_epoch`` the slot's.
+    """
+
+    def __init__(
+        self,
+        message: str = "invalid transition",
+        *,
+        slot: int | None = None,
+        from_state: object = None,
+        to_state: object = None,
+        owner: int | None = None,
+        caller: int | None = None,
+        epoch: int | None = None,
+        current_epoch: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.slot = slot
+        self.from_state = from_state
+        self.to_state = to_state
+        self.owner = owner
+        self.caller = caller
+        self.epoch = epoch
+        self.current_epoch = current_epoch
+        self.reason = reason
 
 
 class UnownedUse(CoordinationError):
     """A session was used by a worker that does not hold it at the current epoch."""
+
+    def __init__(
+        self,
+        message: str = "unowned session use",
+        *,
+        slot: int | None = None,
+        worker: int | None = None,
+        epoch: int | None = None,
+        owner: int | None = None,
+        current_epoch: int | None = None,
+        state: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.slot = slot
+        self.worker = worker
+        self.epoch = epoch
+        self.owner = owner
+        self.current_epoch = current_epoch
+        self.state = state
 
 
 class TableFull(CoordinationError):
@@ -63,10 +117,33 @@ class SegmentError(CoordinationError):
     """A shared-memory segment could not be created, attached or cleaned."""
 
 
+class SegmentInUse(SegmentError):
+    """The directory's segment belongs to a process that is still alive, so it is not stale."""
+
+
 class LockTimeout(CoordinationError):
-    """A credential lock was not acquired within its timeout."""
+    """A credential lock (or the ownership table's lock) was not acquired within its timeout.
+
+    ``holder`` is whatever is known about who held it (a holder record or
+    ``None``), so the timeout can be blamed without another lookup.
+    """
 
     category = "timeout"
+
+    def __init__(
+        self,
+        message: str = "lock not acquired in time",
+        *,
+        scope: str | None = None,
+        timeout: float | None = None,
+        waited: float | None = None,
+        holder: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.timeout = timeout
+        self.waited = waited
+        self.holder = holder
 
 
 __all__ = [
@@ -77,5 +154,6 @@ __all__ = [
     "UnownedUse",
     "TableFull",
     "SegmentError",
+    "SegmentInUse",
     "LockTimeout",
 ]

@@ -168,8 +168,8 @@ def _run_parallel(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSum
         outcomes={}, retries=out.progress.retries, per_flow=flow_stats(out.reports), per_worker=out.per_worker,
         throughput=0.0, restarts=out.progress.restarts, lost_attempts=out.lost_attempts,
         reclaimed_slots=out.reclaimed_slots, duplicates=out.duplicates,
-        unowned_uses=out.table_totals.unowned_uses + agg.unowned_uses,
-        invalid_transitions=out.table_totals.invalid_transitions + agg.invalid_transitions,
+        unowned_uses=out.table_totals.unowned_uses,  # the table counts every event; worker rows break it down
+        invalid_transitions=out.table_totals.invalid_transitions,
         lock_wait={"count": agg.lock_wait.count, "p99_ms": agg.lock_wait.p99 * 1000,
                    "max_ms": agg.lock_wait.max * 1000},
         telemetry_lost=out.telemetry_lost)

@@ -1,0 +1,1 @@
+"""Tests of the coordination package: real processes, real shared memory, real lock files."""
