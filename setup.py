@@ -9,7 +9,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["engine*", "coordination*", "navigation*", "bench*"]),
     include_package_data=True,
-    package_data={"navigation": ["js/*.js"], "navigation.fixture_site": ["static/*", "static/**/*"]},
+    package_data={"navigation": ["js/*.js", "examples/*.json"], "navigation.fixture_site": ["static/*", "static/**/*"]},
     install_requires=[
         "websocket-client>=1.6",
         "orjson>=3.8",

@@ -47,6 +47,7 @@ from navigation.errors import (
     CDPConnectionLost,
     CDPProtocolError,
     CDPResponseError,
+    CDPTargetClosed,
     CDPTimeout,
 )
 
@@ -191,6 +192,11 @@ class CDPConnection:
                 self._late_response(msg)
             else:
                 self._buffer(msg)
+                if (session_id is not None and msg.get("method") == "Target.detachedFromTarget"
+                        and msg.get("params", {}).get("sessionId") == session_id):
+                    # The page closed (window.close, crash) while the command waited: it will never answer.
+                    self._pending.abandoned.add(msg_id)
+                    raise CDPTargetClosed(f"{method}: target of session {session_id} closed before answering")
 
     # -- events --------------------------------------------------------------
 

@@ -7,6 +7,7 @@
         ├── CDPError                    cdp        base of the wire-level errors
         │   ├── CDPResponseError        cdp        the browser answered a command with an error
         │   ├── CDPConnectionLost       cdp        the websocket closed or broke
+        │   ├── CDPTargetClosed         cdp        the command's target detached before answering
         │   ├── CDPTimeout              timeout    no answer within the command's timeout
         │   └── CDPProtocolError        cdp        a frame that is not CDP (garbage, bad JSON)
         ├── BrowserError                cdp        base of launcher/lifecycle errors
@@ -51,6 +52,10 @@ class CDPResponseError(CDPError):
 
 class CDPConnectionLost(CDPError):
     """The websocket to the browser closed or broke."""
+
+
+class CDPTargetClosed(CDPError):
+    """The target a command was sent to detached (closed) before answering."""
 
 
 class CDPTimeout(CDPError):
@@ -125,7 +130,7 @@ class CredentialError(NavigationError):
 
 
 __all__ = [
-    "NavigationError", "CDPError", "CDPResponseError", "CDPConnectionLost", "CDPTimeout",
+    "NavigationError", "CDPError", "CDPResponseError", "CDPConnectionLost", "CDPTargetClosed", "CDPTimeout",
     "CDPProtocolError", "BrowserError", "ChromiumNotFound", "BrowserLaunchError",
     "BrowserUnavailable", "FlowError", "FlowFileError", "FlowValidationError", "StepError",
     "SelectorNotFound", "AssertionFailed", "StepTimeout", "CredentialError",

@@ -94,6 +94,7 @@ class Pages:
         """The page for a step's ``target``: ``main`` or the page whose URL matches exactly."""
         if target == "main":
             return self.main
+        self._prune_closed()
         page = self._by_url.get(target)
         if page is not None:
             return page
@@ -108,6 +109,12 @@ class Pages:
                 raise StepTimeout(f"no page with URL {target!r} appeared")
             time.sleep(0.05)
 
+    def _prune_closed(self) -> None:
+        """Drop popups whose target has detached (closed by the page itself, e.g. window.close)."""
+        gone = {ev.params.get("sessionId") for ev in self.connection.pop_events("Target.detachedFromTarget")}
+        if gone:
+            self._by_url = {url: p for url, p in self._by_url.items() if p.session.session_id not in gone}
+
     def forget(self, page: Page) -> None:
         if page is self.main:
             return
@@ -115,9 +122,17 @@ class Pages:
 
     def close_all(self) -> None:
         """Close every page this run opened (popups and main)."""
-        for page in [*self._by_url.values(), self.main]:
+        main = self.main.session.target_id
+        popups = [p.session.target_id for p in self._by_url.values()]
+        # Popups no step attached to (opened by our pages, or by their popups) would outlive the run.
+        infos = [i for i in self.connection.send("Target.getTargets", timeout=5)["targetInfos"]
+                 if i.get("type") == "page"]
+        ours = {main, *popups}
+        while found := {i["targetId"] for i in infos if i.get("openerId") in ours} - ours:
+            ours |= found
+        for target_id in [*(ours - {main, *popups}), *popups, main]:
             try:
-                page.session.close(timeout=5)
+                self.connection.send("Target.closeTarget", {"targetId": target_id}, timeout=5)
             except CDPResponseError as exc:
                 if exc.code != _INVALID_PARAMS:  # -32602: target already closed by the flow
                     raise

@@ -9,10 +9,14 @@ the runner produces (errors, DOM snapshots, results).
 from __future__ import annotations
 
 import base64
+import html
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
+from urllib.parse import quote, quote_plus
+
+import orjson
 
 from coordination.telemetry_context import current, stream_logger
 from navigation.cdp import CDPConnection
@@ -78,8 +82,10 @@ class Masker:
     values: set[str] = field(default_factory=set)
 
     def add(self, value: str) -> None:
+        """Mask ``value`` and the forms it takes in URLs, JSON and HTML (errors carry URLs, DOM is HTML)."""
         if value:
-            self.values.add(value)
+            self.values.update({value, orjson.dumps(value).decode()[1:-1], quote(value, safe=""),
+                                quote_plus(value, safe=""), html.escape(value), html.escape(value, quote=False)})
 
     def __call__(self, text: str) -> str:
         for v in sorted(self.values, key=len, reverse=True):

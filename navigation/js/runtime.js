@@ -76,6 +76,18 @@
     }
   }
 
+  // Text as text/ selectors see it: textContent without the source of scripts and styles, which
+  // would otherwise make <body> match any string a page script contains.
+  const NO_TEXT = ["SCRIPT", "STYLE", "TEMPLATE", "HEAD"];
+  function shownText(el) {
+    let s = "";
+    for (const n of el.childNodes) {
+      if (n.nodeType === 3) s += n.data;
+      else if (n.nodeType === 1 && !NO_TEXT.includes(n.tagName)) s += shownText(n);
+    }
+    return s;
+  }
+
   function parseAria(value) {
     // "Name[role=\"button\"]" or "Name" ; role may also come alone: "[role=\"button\"]"
     const m = /^(.*?)(?:\[role=["']?([^"'\]]+)["']?\])?$/.exec(value);
@@ -105,8 +117,8 @@
         const want = norm(sel.value);
         const hits = [];
         for (const el of deepElements(root)) {
-          if (["SCRIPT", "STYLE", "TEMPLATE", "HEAD"].includes(el.tagName)) continue;
-          const own = norm(el.tagName === "INPUT" ? el.value : el.textContent);
+          if (NO_TEXT.includes(el.tagName)) continue;
+          const own = norm(el.tagName === "INPUT" ? el.value : shownText(el));
           if (own.includes(want)) hits.push(el);
         }
         // the deepest elements only: drop any hit that contains another hit

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from navigation.errors import AssertionFailed, StepError
+from navigation.errors import AssertionFailed, CDPTargetClosed, StepError
 from navigation.flow.records import (
     ChangeStep, ClipStep, CloseStep, DoubleClickStep, ElementStep, EmulateNetworkConditionsStep,
     HoverStep, KeyDownStep, KeyStep, KeyUpStep, LongPressStep, NavigateStep, PointerStep, ScreenshotStep,
@@ -69,11 +69,16 @@ class ClickStrategy(StepStrategy):
         hold = (step.duration if step.duration is not None else 1000.0) if isinstance(step, LongPressStep) \
             else (step.duration or 0.0)
         presses = 2 if isinstance(step, DoubleClickStep) else 1
-        for count in range(1, presses + 1):
-            _mouse(page, "mousePressed", x, y, button, count, mask)
-            if hold:
-                time.sleep(min(hold, ctx.remaining_ms) / 1000)
-            _mouse(page, "mouseReleased", x, y, button, count, 0)
+        try:
+            for count in range(1, presses + 1):
+                _mouse(page, "mousePressed", x, y, button, count, mask)
+                if hold:
+                    time.sleep(min(hold, ctx.remaining_ms) / 1000)
+                _mouse(page, "mouseReleased", x, y, button, count, 0)
+        except CDPTargetClosed:
+            # The click closed its own page (window.close in a handler): the click happened.
+            ctx.pages.forget(page)
+            return StepOutcome(matched_index=index, detail={"closed_page": True})
         return StepOutcome(matched_index=index, detail={"x": round(x, 1), "y": round(y, 1)})
 
 

@@ -1,6 +1,8 @@
 """The flow runner on a real Chromium and the bundled fixture site."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from navigation.cdp import CDPConnection
@@ -162,3 +164,22 @@ def test_failure_writes_screenshot_and_dom_and_masks_secrets(conn, site, tmp_pat
     dom = open([p for p in result.artifacts if p.endswith(".html")][0], encoding="utf-8").read()
     assert "***" in dom  # the result page echoed the secret: it is masked in the DOM snapshot
     assert SECRET not in repr(result)
+
+
+def test_click_that_closes_its_own_page_succeeds_promptly(conn, site, tmp_path):
+    # The button's handler calls window.close(): the click's mouseReleased may never be answered.
+    # The client must notice the target detaching instead of waiting for its timeout.
+    steps = [nav("/popup.html")]
+    for _ in range(5):
+        steps += [
+            {"type": "click", "selectors": [["#open-popup"]]},
+            {"type": "click", "target": "${BASE_URL}/popup_target.html", "selectors": [["aria/Close"], ["#close-popup"]],
+             "timeout": 8000},
+            {"type": "waitForExpression", "expression": "true"},
+        ]
+    started = time.monotonic()
+    result = run(conn, site, tmp_path, steps)
+    assert result.ok, result.error
+    assert time.monotonic() - started < 30
+    popups = [t for t in conn.send("Target.getTargets")["targetInfos"] if "popup_target" in t.get("url", "")]
+    assert popups == []
