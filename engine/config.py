@@ -173,7 +173,7 @@ def load_settings(explicit: str | None = None, *, overrides: Mapping[str, Any] |
     for how, path in candidates(explicit, env, cwd):
         if how in ("--config", "DROVER_CONFIG") and not os.path.exists(path):
             raise ConfigError(f"config {path} (from {how}) does not exist")
-        if os.path.exists(path):
+        if os.path.lexists(path):  # a dangling symlink is a broken candidate: reported by _parse, not skipped
             values = _parse(path)
             source = f"{path} ({how})"
             break

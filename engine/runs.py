@@ -14,6 +14,7 @@ interrupted run is gone, so no job runs twice at the same time.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import time
@@ -51,6 +52,7 @@ class RunRequest:
     resume: str | None = None
     skip_invalid: bool = False
     credentials_path: str | None = None
+    settings_source: str = "defaults"
 
 
 @dataclass(slots=True)
@@ -128,7 +130,9 @@ def execute(req: RunRequest, prepared: PreparedRun,
     try:
         with bind(run_id=prepared.run_id, correlation_id=prepared.run_id, worker="supervisor"):
             ops.info("run started", extra={"event": "run_started", "mode": prepared.mode, "jobs": len(prepared.job_ids),
-                                           "resumed": prepared.resumed, "batch": prepared.batch.path})
+                                           "resumed": prepared.resumed, "batch": prepared.batch.path,
+                                           "settings_source": req.settings_source,
+                                           "settings": dataclasses.asdict(s)})
             if prepared.mode == "legacy":
                 summary = _run_sequential(req, prepared, on_progress)
             else:

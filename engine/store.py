@@ -165,9 +165,7 @@ class ResultsStore:
     def _write(self, sql: str, params: tuple) -> sqlite3.Cursor:
         try:
             return self._db.execute(sql, params)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
+        except sqlite3.Error as exc:  # constraint violations too: a store failure is a ResultsStoreError
             raise ResultsStoreError(f"results store {self.path}: {exc} (while: {sql.split('(')[0].strip()})") \
                 from exc
 
@@ -236,7 +234,7 @@ class ResultsStore:
                     artifacts: list[str] | None = None) -> None:
         self._write(
             "UPDATE attempts SET ended_at = ?, outcome = ?, category = ?, error = ?, duration_ms = ?, matched = ?, "
-            "steps = ?, artifacts = ? WHERE run_id = ? AND job_id = ? AND attempt = ?",
+            "steps = ?, artifacts = ? WHERE run_id = ? AND job_id = ? AND attempt = ? AND ended_at IS NULL",
             (time.time(), outcome, category, error, duration_ms, orjson.dumps(matched or {}).decode(),
              orjson.dumps(steps or []).decode(), orjson.dumps(artifacts or []).decode(), run_id, job_id, attempt))
 
@@ -262,6 +260,8 @@ class ResultsStore:
                 "recorded_at) VALUES (?,?,?,?,?,?,?,?,?)",
                 (run_id, job_id, outcome, attempts, category, error, duration_ms, worker, time.time()))
         except sqlite3.IntegrityError as exc:
+            if exc.sqlite_errorname != "SQLITE_CONSTRAINT_PRIMARYKEY":  # e.g. a job the run does not have
+                raise ResultsStoreError(f"cannot record outcome of {job_id!r} in {self.path}: {exc}") from exc
             self.duplicates_refused += 1
             raise DuplicateOutcome(f"job {job_id!r} of run {run_id} already has a final outcome "
                                    f"(refused the one from {worker})") from exc

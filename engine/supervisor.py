@@ -226,6 +226,7 @@ class Supervisor:
         self.progress.running = self._busy()
         ops.info("job assigned", extra={"event": "job_assigned", "job_id": job_id, "worker_index": handle.index,
                                         "correlation_id": f"{self.run_id}/{job_id}", "worker": f"w{handle.index}",
+                                        "session": f"s{handle.index}",
                                         "queued": len(self.scheduler)})
         self._send(handle, ("job", job_id))
 
@@ -334,9 +335,14 @@ class Supervisor:
         if time.monotonic() >= self.drain_deadline:
             for h in list(self.workers.values()):
                 if h.job is not None:
+                    # Stop the worker first, so it cannot record an outcome over the interruption.
+                    if h.process.is_alive():
+                        h.process.kill()
+                    h.process.join(5)
                     self._store.close_open_attempts(self.run_id, h.job, outcome="interrupted",
                                                     error="drain grace expired")
-                    domain.warning("job interrupted by drain", extra={"event": "job_interrupted", "job_id": h.job})
+                    domain.warning("job interrupted by drain", extra={"event": "job_interrupted", "job_id": h.job,
+                                                                      "worker": f"w{h.index}"})
                     h.job = None
             return False
         return True

@@ -59,7 +59,12 @@ class StreamSink(logging.Handler):
         self.stream = stream
         self.lost = 0
         self.last_error: str | None = None
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            # A sink that cannot even be opened loses every record (counted in emit); the run goes on.
+            self.last_error = f"cannot open {path}: {errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"
         self.setFormatter(OrjsonFormatter(
             "%(ts)s %(levelname)s %(stream)s %(name)s %(message)s",
             rename_fields={"levelname": "level", "name": "logger"}))
@@ -71,7 +76,11 @@ class StreamSink(logging.Handler):
             return
         try:
             data = (self.format(record) + "\n").encode()
-            os.write(self._fd, data)
+            written = os.write(self._fd, data)
+            if written < len(data):
+                # The disk filled (or a size limit hit) mid-record: what landed is a torn line.
+                self.lost += 1
+                self.last_error = f"short write: {written} of {len(data)} bytes"
         except OSError as exc:
             # Disk full, I/O error, a sink that went away: count it and let the job go on.
             self.lost += 1

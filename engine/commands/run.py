@@ -54,7 +54,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                                                    "state_dir": args.state_dir})
     s = loaded.settings
     creds = args.credentials or s.credentials or None
-    req = RunRequest(args.batch, s, resume=args.resume, skip_invalid=args.skip_invalid, credentials_path=creds)
+    req = RunRequest(args.batch, s, resume=args.resume, skip_invalid=args.skip_invalid, credentials_path=creds,
+                     settings_source=loaded.source)
     prepared = prepare(req)
     for problem in prepared.batch.skipped:
         console.warn(f"skipped: {problem}")

@@ -55,8 +55,11 @@ def db(state: Path) -> sqlite3.Connection:
     return sqlite3.connect(state / "results.sqlite")
 
 
-def last_run(state: Path) -> tuple[str, str]:
-    return db(state).execute("SELECT run_id, run_dir FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+def last_run(state: Path) -> tuple[str, str] | None:
+    try:
+        return db(state).execute("SELECT run_id, run_dir FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    except sqlite3.OperationalError:
+        return None  # the store is being created: no schema yet
 
 
 def outcomes(state: Path, run_id: str) -> dict[str, str]:
