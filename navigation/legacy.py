@@ -111,7 +111,7 @@ def fixture_form(ctx: LegacyContext) -> None:
     ctx.navigate(f"{base}/form.html")
     ctx.page.evaluate(f"document.querySelector('#name').value = {_js(name)}", await_promise=False)
     ctx.page.session.pop_events("Page.loadEventFired")
-    ctx.page.evaluate("document.querySelector('#form').submit()", await_promise=False)
+    ctx.page.evaluate("document.querySelector('#form').requestSubmit()", await_promise=False)
     ctx.page.wait_for_load(ctx.timeout)
     echoed = ctx.page.evaluate("document.querySelector('#out-name').textContent", await_promise=False)
     if echoed != name:

@@ -30,14 +30,19 @@ SLOW_FLOW = {"title": "slow", "steps": [
 
 
 def write_batch(tmp_path: Path, site, n: int, flow: dict, *, retries: int = 1, extra_vars=None,
-                name: str = "batch.jsonl") -> Path:
+                name: str = "batch.jsonl", credentials: list[str] | None = None, fallback: str | None = None) -> Path:
     flow_path = tmp_path / f"{flow['title']}.json"
     flow_path.write_text(json.dumps(flow))
     batch = tmp_path / name
     with batch.open("w") as fh:
         for i in range(n):
-            fh.write(json.dumps({"id": f"job-{i:03d}", "flow": flow_path.name, "retries": retries,
-                                 "vars": {"BASE_URL": site.base_url, "name": f"N{i}", **(extra_vars or {})}}) + "\n")
+            job = {"id": f"job-{i:03d}", "flow": flow_path.name, "retries": retries,
+                   "vars": {"BASE_URL": site.base_url, "name": f"N{i}", **(extra_vars or {})}}
+            if credentials:
+                job["credential"] = credentials[i % len(credentials)]
+            if fallback:
+                job["fallback"] = fallback
+            fh.write(json.dumps(job) + "\n")
     return batch
 
 
@@ -115,7 +120,7 @@ def test_200_jobs_on_4_workers_match_the_legacy_path(tmp_path, site):
 @pytest.mark.slow
 def test_sigkill_of_a_worker_requeues_its_job_and_reclaims_its_slot(tmp_path, site):
     n = 24
-    batch = write_batch(tmp_path, site, n, SLOW_FLOW, extra_vars={"ms": "400"})
+    batch = write_batch(tmp_path, site, n, SLOW_FLOW, extra_vars={"ms": "400"}, credentials=["shop/a", "shop/b"])
     state = tmp_path / "state"
     proc = start_engine("run", str(batch), "--workers", "3", "--state-dir", str(state))
     try:
@@ -145,6 +150,10 @@ def test_sigkill_of_a_worker_requeues_its_job_and_reclaims_its_slot(tmp_path, si
                              (run_id, rerun)).fetchone()[0] == 1
     audit = stream_events(run_dir, "audit")
     assert any(r.get("event") == "slot_reclaimed" for r in audit), "no audit record of the slot reclaim"
+    # the killed worker held its job's credential lock: the next holder of that scope recovered it
+    victim_scope = "shop/a" if int(rerun.split("-")[1]) % 2 == 0 else "shop/b"
+    assert any(r.get("message") == "credential lock recovered from dead holder" and r.get("scope") == victim_scope
+               for r in audit), "no audit record of the credential lock recovery"
     assert_safe(run_dir, out)
 
 
@@ -182,6 +191,7 @@ def test_sigkill_of_chromium_mid_flow_retries_on_a_fresh_browser(tmp_path, site)
     assert rows[0][1:] == ("retry", "cdp"), rows
     assert rows[-1][1] == "passed"
     assert outcomes(state, run_id) == {"job-000": "passed"}
+    assert_safe(run_dir, out)
     ops = stream_events(run_dir, "operational")
     assert any(r.get("event") == "reconnect" and r.get("outcome") == "ok" for r in ops)
 
@@ -243,3 +253,20 @@ def test_failed_job_gives_the_job_failure_exit_code(tmp_path, site):
     assert set(outcomes(state, run_id).values()) == {"failed"}
     rows = json.loads(engine("results", run_id, "--format", "json", "--state-dir", str(state)).stdout)
     assert [j["category"] for j in rows["jobs"]] == ["navigation", "navigation"]
+
+
+def test_invalid_flow_falls_back_to_the_named_legacy_flow_and_says_so(tmp_path, site):
+    broken = {"title": "broken", "steps": [{"type": "clpi", "value": "x"}]}
+    batch = write_batch(tmp_path, site, 2, broken, retries=0, fallback="fixture_form")
+    state = tmp_path / "state"
+    res = engine("run", str(batch), "--workers", "1", "--state-dir", str(state))
+    assert res.returncode == EXIT_OK, res.stdout + res.stderr
+    run_id, run_dir = last_run(state)
+    assert set(outcomes(state, run_id).values()) == {"passed"}
+    fallbacks = [r for r in stream_events(run_dir, "domain") if r.get("event") == "fallback"]
+    assert len(fallbacks) == 2 and fallbacks[0]["fallback"] == "fixture_form"
+    assert 'unknown step type "clpi"' in fallbacks[0]["reason"]
+    # without a named fallback the same batch is refused before anything runs
+    strict = write_batch(tmp_path, site, 1, broken, name="strict.jsonl")
+    refused = engine("run", str(strict), "--state-dir", str(state))
+    assert refused.returncode == EXIT_INPUT and "names no fallback" in refused.stderr
