@@ -103,15 +103,22 @@ class Telemetry:
 
     run_dir: Path
     sinks: dict[str, StreamSink] = field(default_factory=dict)
+    previous: dict[str, tuple[int, bool]] = field(default_factory=dict)  # stream -> (level, propagate)
 
     def lost(self) -> dict[str, int]:
         return {name: sink.lost for name, sink in self.sinks.items()}
 
     def close(self) -> None:
+        """Detach the sinks and give the loggers back the level and propagation they had."""
         for stream, sink in self.sinks.items():
-            logging.getLogger(f"drover.{stream}").removeHandler(sink)
+            logger = logging.getLogger(f"drover.{stream}")
+            logger.removeHandler(sink)
             sink.close()
+            if stream in self.previous:
+                logger.setLevel(self.previous[stream][0])
+                logger.propagate = self.previous[stream][1]
         self.sinks.clear()
+        self.previous.clear()
 
 
 def install(run_dir: str | os.PathLike[str], *, overrides: dict[str, str] | None = None) -> Telemetry:
@@ -124,6 +131,7 @@ def install(run_dir: str | os.PathLike[str], *, overrides: dict[str, str] | None
             or str(run_dir / f"{stream}.jsonl")
         sink = StreamSink(path, stream)
         logger = logging.getLogger(f"drover.{stream}")
+        telemetry.previous[stream] = (logger.level, logger.propagate)
         logger.setLevel(logging.INFO)
         logger.propagate = False
         for old in [h for h in logger.handlers if isinstance(h, StreamSink)]:

@@ -7,6 +7,7 @@ is left in it.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -58,6 +59,22 @@ def no_leaks_at_end():
         shutil.rmtree(_SUITE_TMP, ignore_errors=True)
     assert not procs, f"browser processes left after the suite: {procs}"
     assert not profiles, f"temporary profiles left after the suite: {profiles}"
+
+
+@pytest.fixture(autouse=True)
+def drover_loggers_reset():
+    """Each test starts with the drover stream loggers as logging made them (no sinks, propagating),
+    whatever an earlier test installed in-process: caplog-based tests must not depend on order."""
+    yield
+    from coordination.telemetry_context import STREAMS
+
+    for stream in STREAMS:
+        logger = logging.getLogger(f"drover.{stream}")
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
 
 
 @pytest.fixture(scope="session")
