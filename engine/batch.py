@@ -16,6 +16,7 @@ A line::
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -74,9 +75,12 @@ class Batch:
     skipped: tuple[str, ...] = ()
 
     def job(self, job_id: str) -> Job:
+        """The job with this id; ``ID@CYCLE`` (a soak's repeat of a job) is that job under the cycle's id."""
+        base, sep, _cycle = job_id.rpartition("@")
+        wanted = base if sep else job_id
         for j in self.jobs:
-            if j.id == job_id:
-                return j
+            if j.id == wanted:
+                return dataclasses.replace(j, id=job_id) if sep else j
         raise KeyError(job_id)
 
 
@@ -103,8 +107,8 @@ def _check_line(raw: object, number: int, where: str) -> tuple[dict[str, Any] | 
     job_id = raw.get("id")
     if not isinstance(job_id, str) or not job_id.strip():
         problems.append(f'{where}: "id" must be a non-empty string')
-    elif len(job_id) > 200 or "/" in job_id:
-        problems.append(f'{where}: "id" must be at most 200 characters with no "/"')
+    elif len(job_id) > 200 or "/" in job_id or "@" in job_id:
+        problems.append(f'{where}: "id" must be at most 200 characters with no "/" or "@"')
     if not isinstance(raw.get("flow"), str) or not raw.get("flow"):
         problems.append(f'{where}: "flow" must be a path or "legacy:NAME"')
     cred = raw.get("credential")

@@ -64,7 +64,7 @@ class JobReport:
     flow: str
     retries: int = 0
     duplicate: bool = False
-    steps: list[tuple[str, str, float]] = field(default_factory=list)  # (timing_key, step type, ms)
+    steps: list[tuple[str, str, str | None, float]] = field(default_factory=list)  # (key, type, phase, ms)
 
 
 def profile_dir(state_dir: str, scope: str, worker: str) -> str:
@@ -131,7 +131,22 @@ class JobExecutor:
 
     # -- one attempt -------------------------------------------------------------
 
+    def _prepare_browser(self, job: Job) -> None:
+        """Open the job's profile before taking its credential lock (a restart can take a second).
+
+        Safe without the lock: each profile belongs to one credential on one
+        worker, so no other browser can have it open.  Nothing is sent over
+        CDP here, so the session guard is not involved either.
+        """
+        profile = profile_dir(self.state_dir, job.credential, self.worker_name) if job.credential else None
+        try:
+            self.lifecycle.ensure_profile(profile)
+        except NavigationError as exc:
+            ops.warning("browser not ready before the attempt; the attempt will retry it",
+                        extra={"event": "prepare_failed", "error": str(exc), **current()})
+
     def _attempt(self, job: Job, attempt: int, final_try: bool, job_started: float) -> JobReport | None:
+        self._prepare_browser(job)
         with self.coordination.credential(job.credential) as lock_wait, self.coordination.session() as epoch:
             self.store.start_attempt(self.run_id, job.id, attempt, self.worker_name, epoch)
             domain.info("attempt started", extra={"event": "attempt_started", "job_id": job.id, "attempt": attempt,
@@ -171,7 +186,7 @@ class JobExecutor:
                                                "duration_ms": round(total_ms, 3), **current()})
             return JobReport(job.id, outcome, attempt, result.error_category, total_ms, self.flow_name(job),
                              duplicate=duplicate,
-                             steps=[(s.timing_key, s.type, s.duration_ms) for s in result.steps])
+                             steps=[(s.timing_key, s.type, s.phase, s.duration_ms) for s in result.steps])
 
     def _run_flow(self, job: Job, attempt: int) -> FlowResult:
         result = self._run_flow_once(job, attempt)

@@ -186,6 +186,16 @@ class ResultsStore:
         except sqlite3.Error as exc:
             raise ResultsStoreError(f"cannot record run {run_id} in {self.path}: {exc}") from exc
 
+    def add_jobs(self, run_id: str, jobs: list[tuple[str, int, str, dict[str, Any]]]) -> None:
+        """Add jobs to an existing run (a soak adds each cycle's jobs as it starts)."""
+        try:
+            with self._transaction():
+                self._db.executemany(
+                    "INSERT INTO jobs(run_id, job_id, line, flow, spec) VALUES (?,?,?,?,?)",
+                    [(run_id, job_id, line, flow, orjson.dumps(spec).decode()) for job_id, line, flow, spec in jobs])
+        except sqlite3.Error as exc:
+            raise ResultsStoreError(f"cannot add jobs to run {run_id} in {self.path}: {exc}") from exc
+
     def finish_run(self, run_id: str, status: str) -> None:
         self._write("UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?", (time.time(), status, run_id))
 

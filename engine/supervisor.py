@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from coordination import ContentionTelemetry, OwnershipTable, reclaim_dead
 from coordination.telemetry_context import bind, stream_logger
@@ -45,20 +45,59 @@ MAX_RESTARTS = 50
 JOB_DEADLINE_GRACE = 30.0
 
 
+class Scheduler(Protocol):
+    """Which job an idle worker gets next; ``len`` is how many are waiting."""
+
+    def next_job(self, prefer: Callable[[str], bool] | None = None) -> str | None: ...
+    def requeue(self, job_id: str) -> None: ...
+    def __len__(self) -> int: ...
+
+
+class SupervisorHooks:
+    """Callbacks a caller (the soak) plugs into the loop; the defaults do nothing."""
+
+    def on_report(self, sup: "Supervisor", report: JobReport, worker: str, seconds: float) -> None:
+        return
+
+    def on_tick(self, sup: "Supervisor") -> None:
+        return
+
+    def on_finish(self, sup: "Supervisor") -> None:
+        """Called once the loop is over, before workers are stopped and shared memory is unlinked."""
+        return
+
+
 class FifoScheduler:
     """Jobs in batch order; a re-queued job goes to the front."""
 
     def __init__(self, job_ids: list[str]) -> None:
         self._queue: collections.deque[str] = collections.deque(job_ids)
 
-    def next_job(self) -> str | None:
-        return self._queue.popleft() if self._queue else None
+    def next_job(self, prefer: Callable[[str], bool] | None = None) -> str | None:
+        return take_preferred(self._queue, prefer)
 
     def requeue(self, job_id: str) -> None:
         self._queue.appendleft(job_id)
 
     def __len__(self) -> int:
         return len(self._queue)
+
+
+AFFINITY_LOOKAHEAD = 32
+
+
+def take_preferred(queue: "collections.deque[str]", prefer: Callable[[str], bool] | None) -> str | None:
+    """The first queued job ``prefer`` likes among the next few, else the head (so nothing starves)."""
+    if not queue:
+        return None
+    if prefer is not None:
+        for i, job_id in enumerate(queue):
+            if i >= AFFINITY_LOOKAHEAD:
+                break
+            if prefer(job_id):
+                del queue[i]
+                return job_id
+    return queue.popleft()
 
 
 @dataclass(slots=True)
@@ -71,6 +110,7 @@ class WorkerHandle:
     jobs_done: int = 0
     busy_seconds: float = 0.0
     forced_reconnects: int = 0
+    credential: str | None = None  # of the last job: its profile is what the worker's browser has open
 
 
 @dataclass(slots=True)
@@ -107,7 +147,8 @@ class RunOutcome:
 class Supervisor:
     def __init__(self, *, settings: Settings, batch: Batch, run_id: str, run_dir: Path, state_dir: str,
                  store_path: str, job_ids: list[str], seed: int, credentials_path: str | None,
-                 on_progress: Callable[[Progress], None] | None = None) -> None:
+                 on_progress: Callable[[Progress], None] | None = None, scheduler: Scheduler | None = None,
+                 hooks: SupervisorHooks | None = None) -> None:
         self.settings = settings
         self.batch = batch
         self.run_id = run_id
@@ -118,7 +159,8 @@ class Supervisor:
         self.credentials_path = credentials_path
         self.on_progress = on_progress
         self.workers_n = settings.effective_workers
-        self.scheduler = FifoScheduler(job_ids)
+        self.scheduler: Scheduler = scheduler if scheduler is not None else FifoScheduler(job_ids)
+        self.hooks = hooks or SupervisorHooks()
         self.progress = Progress(total=len(job_ids))
         self.workers: dict[int, WorkerHandle] = {}
         self.reports: list[JobReport] = []
@@ -162,6 +204,7 @@ class Supervisor:
                     if not self.drain_requested and not len(self.scheduler) and not self._busy():
                         break
                     self.loop_once()
+                    self.hooks.on_tick(self)
                     if self.drain_requested:
                         status = "interrupted"
                         if not self._drain_step():
@@ -170,6 +213,7 @@ class Supervisor:
                     if self.on_progress is not None and now - last_progress >= 0.5:
                         last_progress = now
                         self.on_progress(self.progress)
+                self.hooks.on_finish(self)
                 self.stop_workers()
                 contention = self._telemetry.snapshot()
                 totals = self._table.totals()
@@ -218,11 +262,16 @@ class Supervisor:
         if self.drain_requested:
             self._send(handle, ("stop",))
             return
-        job_id = self.scheduler.next_job()
+        # Credential affinity: a worker whose browser has a credential's profile open gets that
+        # credential's jobs first, sparing a browser restart per profile switch.
+        last = handle.credential
+        prefer = None if last is None else (lambda j: self.batch.job(j).credential == last)
+        job_id = self.scheduler.next_job(prefer)
         if job_id is None:
             self._send(handle, ("stop",))
             return
         handle.job, handle.job_started = job_id, time.monotonic()
+        handle.credential = self.batch.job(job_id).credential
         self.progress.running = self._busy()
         ops.info("job assigned", extra={"event": "job_assigned", "job_id": job_id, "worker_index": handle.index,
                                         "correlation_id": f"{self.run_id}/{job_id}", "worker": f"w{handle.index}",
@@ -248,6 +297,7 @@ class Supervisor:
         w = self.per_worker.setdefault(f"w{handle.index}", {"jobs": 0, "busy_s": 0.0})
         w["jobs"] += 1
         w["busy_s"] += seconds
+        self.hooks.on_report(self, report, f"w{handle.index}", seconds)
 
     # -- duties -------------------------------------------------------------------
 
@@ -376,4 +426,4 @@ class Supervisor:
             ops.warning("worker pipe closed", extra={"event": "pipe_closed", "worker_index": handle.index})
 
 
-__all__ = ["Supervisor", "FifoScheduler", "Progress", "RunOutcome", "WorkerHandle"]
+__all__ = ["Supervisor", "Scheduler", "SupervisorHooks", "FifoScheduler", "Progress", "RunOutcome", "WorkerHandle"]
