@@ -1,0 +1,130 @@
+"""CPU time and memory of a whole process tree, sampled from outside it.
+
+Why a separate process: the bench process forks workers (the engine's
+supervisor runs in it), and a sampling *thread* in a process that forks can
+leave a child holding a lock that thread had taken.  So ``python bench/_sampler.py
+ROOT_PID INTERVAL [EXCLUDE_PID...]`` (a plain script: it needs only psutil
+and orjson) walks the tree under ROOT_PID every INTERVAL seconds, and when its stdin closes writes one JSON
+object with:
+
+``cpu_s``       user + system CPU of every process seen in the tree (last
+                sample of each; a process that lived less than one interval
+                or whose last interval was missed is undercounted)
+``peak_rss``    the largest sum of RSS over the tree in one sample (shared
+                pages count once per process, so this over-counts Chromium,
+                whose processes share a lot)
+``peak_procs``  the most processes seen at once; ``samples``: how many walks
+
+The root process itself and the EXCLUDE pids (with their subtrees) are
+left out: the root's own CPU is measured by the caller with ``os.times``.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+import orjson
+import psutil
+
+
+@dataclass(slots=True)
+class TreeSample:
+    cpu_s: float = 0.0
+    peak_rss: int = 0
+    peak_procs: int = 0
+    samples: int = 0
+
+
+def _walk(root: psutil.Process, exclude: set[int]) -> list[psutil.Process]:
+    out = []
+    try:
+        children = root.children(recursive=False)
+    except psutil.NoSuchProcess:
+        return out
+    for child in children:
+        if child.pid in exclude:
+            continue
+        out.append(child)
+        out.extend(_walk(child, exclude))
+    return out
+
+
+def sample_loop(root_pid: int, interval: float, exclude: set[int], stop: threading.Event) -> TreeSample:
+    root = psutil.Process(root_pid)
+    cpu: dict[tuple[int, float], float] = {}
+    result = TreeSample()
+    while True:
+        procs = _walk(root, exclude)
+        rss = 0
+        for p in procs:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    key = (p.pid, p.create_time())
+                    rss += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue  # ended between the walk and the read: its last sample stands
+            cpu[key] = t.user + t.system
+        result.samples += 1
+        result.peak_rss = max(result.peak_rss, rss)
+        result.peak_procs = max(result.peak_procs, len(procs))
+        if stop.wait(interval):
+            break
+    result.cpu_s = sum(cpu.values())
+    return result
+
+
+class TreeSampler:
+    """Runs ``bench/_sampler.py`` over this process's tree between ``start`` and ``stop``."""
+
+    def __init__(self, interval: float = 0.25, exclude: tuple[int, ...] = ()) -> None:
+        self.interval = interval
+        self.exclude = exclude
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import os
+
+        args = [sys.executable, __file__, str(os.getpid()), str(self.interval),
+                *map(str, self.exclude)]
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline().strip() != b"ready":
+            self._proc.kill()
+            raise RuntimeError("the process-tree sampler did not start")
+
+    def stop(self) -> TreeSample:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        self._proc = None
+        proc.stdin.close()
+        data = proc.stdout.read()
+        proc.wait(10)
+        proc.stdout.close()
+        return TreeSample(**orjson.loads(data))
+
+
+def main(argv: list[str]) -> None:
+    import os
+
+    root_pid, interval = int(argv[0]), float(argv[1])
+    exclude = {int(a) for a in argv[2:]} | {os.getpid()}
+    stop = threading.Event()
+    out: list[TreeSample] = []
+    worker = threading.Thread(target=lambda: out.append(sample_loop(root_pid, interval, exclude, stop)))
+    worker.start()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    sys.stdin.buffer.read()
+    stop.set()
+    worker.join()
+    r = out[0]
+    sys.stdout.buffer.write(orjson.dumps({"cpu_s": r.cpu_s, "peak_rss": r.peak_rss, "peak_procs": r.peak_procs,
+                                          "samples": r.samples}))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
