@@ -18,7 +18,7 @@ from coordination.errors import DroverError
 from engine.console import Console
 from engine.exit_codes import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED
 
-COMMANDS: tuple[str, ...] = ("demo", "health", "validate", "replay", "config", "run", "results", "trace", "monitor", "soak")
+COMMANDS: tuple[str, ...] = ("demo", "health", "validate", "replay", "config", "run", "results", "trace", "monitor", "soak", "report")
 
 
 def _load(name: str) -> ModuleType:

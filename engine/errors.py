@@ -7,6 +7,8 @@
         ├── ConfigError              input        a config file that does not parse or holds bad values
         ├── BatchInputError          input        bad batch lines (names file and line numbers)
         ├── ResultsStoreError        persistence  SQLite results store failures
+        ├── ReportError              persistence  the evidence package could not be written
+        │   └── ReportInputError     input        no readable summary.json in the run directory
         └── TelemetryError           telemetry    a log sink failed (counted, never fatal to a job)
 """
 from __future__ import annotations
@@ -30,8 +32,21 @@ class ResultsStoreError(EngineError):
     category = "persistence"
 
 
+class ReportError(EngineError):
+    """The evidence (report.html, drilldown) could not be written."""
+
+    category = "persistence"
+
+
+class ReportInputError(ReportError):
+    """The run directory holds no readable ``summary.json``."""
+
+    category = "input"
+
+
 class TelemetryError(EngineError):
     category = "telemetry"
 
 
-__all__ = ["EngineError", "ConfigError", "BatchInputError", "ResultsStoreError", "TelemetryError"]
+__all__ = ["EngineError", "ConfigError", "BatchInputError", "ResultsStoreError", "ReportError", "ReportInputError",
+           "TelemetryError"]

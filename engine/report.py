@@ -41,7 +41,7 @@ from typing import Any, Iterable, Sequence
 import orjson
 
 from coordination.telemetry_context import STREAMS, stream_logger
-from engine.errors import EngineError
+from engine.errors import ReportError, ReportInputError
 from engine.telemetry import read_stream, trace
 
 log = stream_logger("operational", __name__)
@@ -64,16 +64,6 @@ MAX_NOTES = 50
 MAX_TEXT = 300
 
 
-class ReportError(EngineError):
-    """The evidence could not be written (the run directory is not writable)."""
-
-    category = "persistence"
-
-
-class ReportInputError(ReportError):
-    """The run directory holds no readable ``summary.json``."""
-
-    category = "input"
 
 
 # -- records, parsed once at the edge ------------------------------------------------------------
@@ -122,9 +112,12 @@ class Criterion:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """The soak's own verdict carries ``reasons``; ``readiness`` adds ``criteria`` and ``accepted_risks``."""
+
     go: bool | None
     criteria: tuple[Criterion, ...]
     accepted_risks: tuple[Any, ...]
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +131,7 @@ class Summary:
     mode: str | None
     status: str | None
     halt_reason: str | None
+    cycles: int | None
     windows: tuple[Window, ...]
     aggregate: Window | None
     verdict: Verdict | None
@@ -263,7 +257,8 @@ def _verdict(raw: Any) -> Verdict | None:
         Criterion(str(c.get("name") or "?"), c.get("value"), c.get("limit"), _bool(c.get("ok")),
                   c.get("waived") is True, _str(c.get("reason")))
         for c in _list(raw.get("criteria")) if isinstance(c, dict))
-    return Verdict(_bool(raw.get("go")), criteria, tuple(_list(raw.get("accepted_risks"))))
+    return Verdict(_bool(raw.get("go")), criteria, tuple(_list(raw.get("accepted_risks"))),
+                   tuple(str(r) for r in _list(raw.get("reasons"))))
 
 
 def _load_json(path: Path) -> Any:
@@ -292,7 +287,8 @@ def load_summary(run_dir: Path) -> Summary:
         started_at=_num(raw.get("started_at")), ended_at=_num(raw.get("ended_at")),
         target_duration_s=_num(raw.get("target_duration_s")), window_s=_num(raw.get("window_s")),
         workers=_int(raw.get("workers")), mode=_str(raw.get("mode")), status=_str(raw.get("status")),
-        halt_reason=_str(raw.get("halt_reason")), windows=windows, aggregate=aggregate,
+        halt_reason=_str(raw.get("halt_reason")), cycles=_int(raw.get("cycles")), windows=windows,
+        aggregate=aggregate,
         verdict=_verdict(raw.get("verdict")),
     )
 
@@ -916,7 +912,7 @@ def _section(sec_id: str, title: str, body: str, intro: str = "") -> str:
 def _header(ev: Evidence) -> str:
     s = ev.summary
     status = s.status or "unknown"
-    kind = {"completed": "ok", "halted": "bad", "aborted": "warn"}.get(status, "muted")
+    kind = {"completed": "ok", "halted": "bad", "aborted": "bad", "interrupted": "warn"}.get(status, "muted")
     actual = (s.ended_at - s.started_at) if s.started_at is not None and s.ended_at is not None else None
     if s.verdict is None or s.verdict.go is None:
         verdict = ('<div class="verdict none"><span class="big">not evaluated</span>'
@@ -941,6 +937,8 @@ def _header(ev: Evidence) -> str:
     meta = [("Started", _utc(s.started_at)), ("Ended", _utc(s.ended_at)),
             ("Mode", _e(s.mode or "—")), ("Workers", _e(s.workers if s.workers is not None else "—")),
             ("Window", _duration(s.window_s)), ("Windows", str(len(s.windows)))]
+    if s.cycles is not None:
+        meta.append(("Batch cycles", f"{s.cycles:,}"))
     meta_html = "".join(f'<div><dt>{k}</dt><dd>{v}</dd></div>' for k, v in meta)
     return (f'<header id="run-header"><div class="head-main"><div class="eyebrow">Drover soak evidence</div>'
             f'<h1><span class="run-id">{_e(s.run_id, 120)}</span> {_badge(status, kind)}</h1>'
@@ -963,7 +961,8 @@ def _kpis(ev: Evidence) -> str:
          "bad" if (agg.error_rate or 0) > 0.05 else ("warn" if (agg.error_rate or 0) > 0.01 else ""))
     per = [v for v in agg.throughput_per_worker.values() if v is not None]
     card("Throughput", _fmt(agg.throughput, "jobs/s", unit_class="unit"),
-         f"{len(per)} workers · {_fmt(sum(per) / len(per), 'jobs/s')} each" if per else "per worker: no data")
+         f"{len(per)} worker{'s' if len(per) != 1 else ''} · {_fmt(sum(per) / len(per), 'jobs/s')} each"
+         if per else "per worker: no data")
     flows = [(k, v.get("p95")) for k, v in agg.latency.items() if k.startswith("flow:") and v.get("p95") is not None]
     if flows:
         name, p95 = max(flows, key=lambda kv: kv[1])
@@ -1000,7 +999,16 @@ def _verdict_section(ev: Evidence) -> str:
         for c in v.criteria)
     table = (f'<table id="readiness-criteria"><thead><tr><th>Criterion</th><th class="num">Measured</th>'
              f'<th class="num">Limit</th><th>Result</th><th>Reason</th></tr></thead><tbody>{rows}</tbody></table>'
-             if v.criteria else '<p class="empty">no criteria recorded</p>')
+             if v.criteria else "")
+    if v.reasons:
+        table += (f'<h3>{"Why no-go" if v.go is False else "Reasons"}</h3><ul id="verdict-reasons">'
+                  + "".join(f"<li>{_e(r, 1000)}</li>" for r in v.reasons) + "</ul>")
+    elif not v.criteria:
+        table += ('<p class="empty" id="verdict-reasons">'
+                  + ("no reason against going live recorded" if v.go else "no criteria recorded") + "</p>")
+    if not v.criteria:
+        table += ('<p class="note">the soak\'s own verdict; the full readiness criteria come from '
+                  f'<code>python -m engine readiness {_e(ev.run_dir)}</code></p>')
     risks = []
     for r in v.accepted_risks:
         if isinstance(r, dict):
@@ -1451,7 +1459,7 @@ padding:10px 12px}.kpi.bad{border-left-color:var(--bad)}.kpi.warn{border-left-co
 .kpi .sub{color:var(--muted);font-size:12px}.kpi .unit{font-size:13px;font-weight:600;color:var(--muted)}
 section{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 20px;margin-bottom:14px}
 .intro{color:var(--muted);margin:0 0 10px}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:14px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:14px}
 figure.chart{margin:0;border:1px solid var(--line);border-radius:8px;padding:10px 12px 6px}
 figure.chart.wide{grid-column:1/-1}
 figcaption{display:flex;justify-content:space-between;gap:8px;margin-bottom:2px}
@@ -1482,7 +1490,8 @@ white-space:nowrap;vertical-align:middle}
 .badge.ok{background:var(--okbg);color:var(--ok)}.badge.bad{background:var(--badbg);color:var(--bad)}
 .badge.warn{background:var(--warnbg);color:var(--warn)}.badge.info{background:var(--infobg);color:var(--info)}
 .badge.muted{background:#f2f4f7;color:var(--muted)}
-.chip{display:inline-block;white-space:nowrap;background:#f2f4f7;border-radius:4px;padding:0 6px;margin:1px 4px 1px 0;font-size:12px}
+.chip{display:inline-block;white-space:nowrap;background:#f2f4f7;border-radius:4px;padding:0 6px;
+margin:1px 4px 1px 0;font-size:12px}
 .chip.stream-operational{background:#e6efff}.chip.stream-performance{background:#e3f5ec}
 .chip.stream-domain{background:#f1e9ff}.chip.stream-audit{background:#f4ece6}
 .example{margin-bottom:3px}.example code{display:block;white-space:nowrap;font-size:11.5px}

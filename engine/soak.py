@@ -31,10 +31,11 @@ from coordination.telemetry_context import bind, stream_logger
 from engine.alerts import AlertManager, JsonlSink, StderrSink, WebhookSink
 from engine.batch import Batch
 from engine.config import Settings
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ReportError
 from engine.executor import JobReport
 from engine.failures import build_failure_matrix, to_dicts
 from engine.metrics import Histogram
+from engine.report import build_evidence
 from engine.runs import PreparedRun, RunRequest, prepare
 from engine.slo import SLOSpec, load_slo
 from engine.store import ResultsStore
@@ -299,13 +300,11 @@ def _soak(prepared: PreparedRun, settings: Settings, soak: SoakSettings, spec: S
 
 
 def _evidence(run_dir: Path) -> None:
-    """The HTML dashboard, when the report module is available in this build."""
+    """The HTML dashboard; a failure to write it is logged, never lost in the verdict."""
     try:
-        from engine.report import build_evidence
-    except ImportError:
-        ops.warning("report module missing: no report.html", extra={"event": "no_report"})
-        return
-    build_evidence(run_dir)
+        build_evidence(run_dir)
+    except ReportError as exc:
+        ops.error("evidence report not written", extra={"event": "report_failed", "error": str(exc)})
 
 
 __all__ = ["SoakSettings", "SoakResult", "SoakBusy", "CyclingScheduler", "SoakHooks", "run_soak"]

@@ -90,6 +90,7 @@ def assert_safe(run_dir: str, stdout: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 400 browser jobs; ~3 min on a quiet 2-core machine, much more when it is shared
 def test_200_jobs_on_4_workers_match_the_legacy_path(tmp_path, site):
     batch = write_batch(tmp_path, site, 200, LIGHT_FLOW)
     state = tmp_path / "state"
