@@ -73,15 +73,23 @@ class Batch:
     flows: Mapping[str, Flow]
     flow_errors: Mapping[str, str]
     skipped: tuple[str, ...] = ()
+    _by_id: Mapping[str, Job] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # The supervisor looks jobs up on every dispatch (and its affinity check on up to 64 more):
+        # an index, not a scan of a batch that may hold thousands.
+        object.__setattr__(self, "_by_id", {j.id: j for j in self.jobs})
 
     def job(self, job_id: str) -> Job:
         """The job with this id; ``ID@CYCLE`` (a soak's repeat of a job) is that job under the cycle's id."""
-        base, sep, _cycle = job_id.rpartition("@")
-        wanted = base if sep else job_id
-        for j in self.jobs:
-            if j.id == wanted:
-                return dataclasses.replace(j, id=job_id) if sep else j
-        raise KeyError(job_id)
+        found = self._by_id.get(job_id)
+        if found is not None:
+            return found
+        base, sep, cycle = job_id.rpartition("@")
+        found = self._by_id.get(base) if sep and cycle.isdigit() else None
+        if found is None:
+            raise KeyError(job_id)
+        return dataclasses.replace(found, id=job_id)
 
 
 def _nesting_depth(line: bytes) -> int:

@@ -14,13 +14,14 @@ interrupted run is gone, so no job runs twice at the same time.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import filelock
 
@@ -179,23 +180,35 @@ def _run_parallel(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSum
         telemetry_lost=out.telemetry_lost)
 
 
-def _run_sequential(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSummary:
-    """The rollback path: this process, one browser, jobs in batch order."""
-    s = req.settings
-    credentials = CredentialStore.load(req.credentials_path or None)
-    progress = Progress(total=len(prepared.job_ids))
-    reports: list[JobReport] = []
-    status = "completed"
-    with ResultsStore(prepared.store_path) as store, BrowserLifecycle(
-            LifecycleSettings(recycle_after_jobs=s.recycle_after_jobs,
-                              max_rss_bytes=s.max_browser_rss_mb * 1024 * 1024),
-            cohort="legacy", seed=prepared.seed) as lifecycle:
-        executor = JobExecutor(
-            run_id=prepared.run_id, run_dir=prepared.run_dir, state_dir=s.state_dir, batch=prepared.batch,
+@contextlib.contextmanager
+def sequential_executor(settings: Settings, run_id: str, run_dir: Path, batch: Batch, seed: int,
+                        credentials_path: str | None, store: ResultsStore) -> Iterator[JobExecutor]:
+    """The legacy path's executor: this process, one browser, no shared-memory table.
+
+    Shared by ``--mode legacy`` and the soak's rollback drill, so the drill
+    switches to exactly the path an operator would roll back to.
+    """
+    s = settings
+    credentials = CredentialStore.load(credentials_path or None)
+    with BrowserLifecycle(LifecycleSettings(recycle_after_jobs=s.recycle_after_jobs,
+                                            max_rss_bytes=s.max_browser_rss_mb * 1024 * 1024),
+                          cohort="legacy", seed=seed) as lifecycle:
+        yield JobExecutor(
+            run_id=run_id, run_dir=run_dir, state_dir=s.state_dir, batch=batch,
             store=store, lifecycle=lifecycle, runner=FlowRunner(default_registry(), resolve_secret=credentials.resolve),
             legacy=REGISTRY, credentials=credentials, coordination=NoCoordination(), worker_name="legacy",
             retry_profile=BackoffProfile(base=s.retry_base, cap=s.retry_cap, max_attempts=21, jitter=s.retry_jitter),
-            seed=prepared.seed, isolation=s.job_isolation)
+            seed=seed, isolation=s.job_isolation)
+
+
+def _run_sequential(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSummary:
+    """The rollback path: this process, one browser, jobs in batch order."""
+    progress = Progress(total=len(prepared.job_ids))
+    reports: list[JobReport] = []
+    status = "completed"
+    with ResultsStore(prepared.store_path) as store, sequential_executor(
+            req.settings, prepared.run_id, prepared.run_dir, prepared.batch, prepared.seed,
+            req.credentials_path, store) as executor:
         busy = 0.0
         try:
             for job_id in prepared.job_ids:
@@ -218,4 +231,4 @@ def _run_sequential(req: RunRequest, prepared: PreparedRun, on_progress) -> RunS
                       per_worker={"legacy": {"jobs": len(reports), "busy_s": busy}}, throughput=0.0)
 
 
-__all__ = ["RunRequest", "PreparedRun", "prepare", "execute", "new_run_id", "store_path"]
+__all__ = ["RunRequest", "PreparedRun", "prepare", "execute", "new_run_id", "store_path", "sequential_executor"]

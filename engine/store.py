@@ -304,6 +304,42 @@ class ResultsStore:
         out["attempts"] = self._db.execute("SELECT COUNT(*) FROM attempts WHERE run_id = ?", (run_id,)).fetchone()[0]
         return out
 
+    def job_spans(self, run_id: str) -> list[tuple[str, float | None, float | None]]:
+        """Per job: (job_id, first attempt start, final outcome time); None where there is none yet.
+
+        One row per job and no step JSON, so a day-long soak's accounting
+        stays cheap (``attempts()`` loads every step of every attempt).
+        """
+        return [(r[0], r[1], r[2]) for r in self._db.execute(
+            "SELECT j.job_id, (SELECT MIN(a.started_at) FROM attempts a WHERE a.run_id = j.run_id "
+            "AND a.job_id = j.job_id), o.recorded_at FROM jobs j LEFT JOIN outcomes o "
+            "ON o.run_id = j.run_id AND o.job_id = j.job_id WHERE j.run_id = ?", (run_id,))]
+
+    def outcome_counts_since(self, run_id: str, since: float) -> dict[str, int]:
+        """Final outcomes recorded at or after ``since`` (epoch seconds), by outcome."""
+        out = dict.fromkeys(FINAL_OUTCOMES, 0)
+        for outcome, n in self._db.execute("SELECT outcome, COUNT(*) FROM outcomes WHERE run_id = ? AND "
+                                           "recorded_at >= ? GROUP BY outcome", (run_id, since)):
+            out[outcome] = n
+        return out
+
+    def discard_unstarted(self, run_id: str) -> int:
+        """Remove jobs that never got an attempt (a soak's queued tail when its time ran out); their count.
+
+        Why remove rather than leave pending: they were never handed to a
+        worker, so nothing about them is lost, and a pending job is what
+        ``--resume`` and the readiness check read as work left undone.
+        """
+        try:
+            with self._transaction():
+                cur = self._db.execute(
+                    "DELETE FROM jobs WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM attempts a WHERE "
+                    "a.run_id = jobs.run_id AND a.job_id = jobs.job_id) AND NOT EXISTS (SELECT 1 FROM outcomes o "
+                    "WHERE o.run_id = jobs.run_id AND o.job_id = jobs.job_id)", (run_id,))
+                return cur.rowcount
+        except sqlite3.Error as exc:
+            raise ResultsStoreError(f"cannot discard unstarted jobs of run {run_id} in {self.path}: {exc}") from exc
+
     # -- export ------------------------------------------------------------------
 
     def export_rows(self, run_id: str) -> list[dict[str, Any]]:

@@ -48,7 +48,7 @@ JOB_DEADLINE_GRACE = 30.0
 class Scheduler(Protocol):
     """Which job an idle worker gets next; ``len`` is how many are waiting."""
 
-    def next_job(self, prefer: Callable[[str], bool] | None = None) -> str | None: ...
+    def next_job(self, *prefer: Callable[[str], bool]) -> str | None: ...
     def requeue(self, job_id: str) -> None: ...
     def __len__(self) -> int: ...
 
@@ -73,8 +73,8 @@ class FifoScheduler:
     def __init__(self, job_ids: list[str]) -> None:
         self._queue: collections.deque[str] = collections.deque(job_ids)
 
-    def next_job(self, prefer: Callable[[str], bool] | None = None) -> str | None:
-        return take_preferred(self._queue, prefer)
+    def next_job(self, *prefer: Callable[[str], bool]) -> str | None:
+        return take_preferred(self._queue, *prefer)
 
     def requeue(self, job_id: str) -> None:
         self._queue.appendleft(job_id)
@@ -86,15 +86,19 @@ class FifoScheduler:
 AFFINITY_LOOKAHEAD = 32
 
 
-def take_preferred(queue: "collections.deque[str]", prefer: Callable[[str], bool] | None) -> str | None:
-    """The first queued job ``prefer`` likes among the next few, else the head (so nothing starves)."""
+def take_preferred(queue: "collections.deque[str]", *prefer: Callable[[str], bool]) -> str | None:
+    """The first queued job the first predicate likes among the next few, else the second's ..., else the head.
+
+    The lookahead is bounded, and the head is taken when no predicate likes
+    anything in it, so a job can be passed over only while others wait behind it.
+    """
     if not queue:
         return None
-    if prefer is not None:
+    for wanted in prefer:
         for i, job_id in enumerate(queue):
             if i >= AFFINITY_LOOKAHEAD:
                 break
-            if prefer(job_id):
+            if wanted(job_id):
                 del queue[i]
                 return job_id
     return queue.popleft()
@@ -148,7 +152,7 @@ class Supervisor:
     def __init__(self, *, settings: Settings, batch: Batch, run_id: str, run_dir: Path, state_dir: str,
                  store_path: str, job_ids: list[str], seed: int, credentials_path: str | None,
                  on_progress: Callable[[Progress], None] | None = None, scheduler: Scheduler | None = None,
-                 hooks: SupervisorHooks | None = None) -> None:
+                 hooks: SupervisorHooks | None = None, keep_reports: bool = True) -> None:
         self.settings = settings
         self.batch = batch
         self.run_id = run_id
@@ -160,10 +164,13 @@ class Supervisor:
         self.on_progress = on_progress
         self.workers_n = settings.effective_workers
         self.scheduler: Scheduler = scheduler if scheduler is not None else FifoScheduler(job_ids)
+        self._own_scheduler = scheduler is None
         self.hooks = hooks or SupervisorHooks()
         self.progress = Progress(total=len(job_ids))
         self.workers: dict[int, WorkerHandle] = {}
         self.reports: list[JobReport] = []
+        # A soak folds reports into bounded histograms (its hooks) and must not also keep every one.
+        self.keep_reports = keep_reports
         self.lost: dict[str, int] = collections.defaultdict(int)
         self.lost_attempts = 0
         self.reclaimed = 0
@@ -197,7 +204,10 @@ class Supervisor:
             with bind(run_id=self.run_id, correlation_id=self.run_id, worker="supervisor"):
                 ops.info("supervisor started", extra={"event": "supervisor_started", "workers": self.workers_n,
                                                       "jobs": self.progress.total, "pid": os.getpid()})
-                for i in range(min(self.workers_n, max(1, self.progress.total))):
+                # A caller's scheduler (the soak's) is open-ended: its length says nothing about the work ahead.
+                wanted = (min(self.workers_n, max(1, self.progress.total)) if self._own_scheduler
+                          else self.workers_n)
+                for i in range(wanted):
                     self.spawn_worker(i)
                 last_progress = 0.0
                 while self.workers:
@@ -262,11 +272,21 @@ class Supervisor:
         if self.drain_requested:
             self._send(handle, ("stop",))
             return
-        # Credential affinity: a worker whose browser has a credential's profile open gets that
-        # credential's jobs first, sparing a browser restart per profile switch.
+        # Credential affinity: a worker gets jobs for the profile its browser has open (a credential's,
+        # or the temporary one for jobs without), sparing a browser restart per profile switch; and
+        # never, while anything else is queued, a job whose credential another worker holds: it would
+        # only wait on that credential's lock.
         last = handle.credential
-        prefer = None if last is None else (lambda j: self.batch.job(j).credential == last)
-        job_id = self.scheduler.next_job(prefer)
+        held = {h.credential for h in self.workers.values() if h.job is not None and h.credential is not None}
+
+        def free(job_id: str) -> bool:
+            return self.batch.job(job_id).credential not in held
+
+        def same_profile(job_id: str) -> bool:
+            cred = self.batch.job(job_id).credential
+            return cred == last and cred not in held
+
+        job_id = self.scheduler.next_job(same_profile, free)
         if job_id is None:
             self._send(handle, ("stop",))
             return
@@ -286,7 +306,8 @@ class Supervisor:
         handle.jobs_done += 1
         handle.busy_seconds += seconds
         handle.forced_reconnects = forced_reconnects
-        self.reports.append(report)
+        if self.keep_reports:
+            self.reports.append(report)
         p = self.progress
         p.done += 1
         p.retries += report.retries

@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slo", default=None, help="SLO budget file (JSON or TOML, k6-style thresholds)")
     p.add_argument("--window", default=None, help="evaluation window (default: the SLO file's, else 1h)")
     p.add_argument("--webhook", default=None, help="POST every alert to this URL (JSON)")
+    p.add_argument("--rollback-drill", action="store_true",
+                   help="switch to the legacy sequential path at 40%% of the duration and back at 60%%, and "
+                        "record that jobs kept completing with no loss and no duplicate outcome")
     p.add_argument("--config", default=None)
     p.add_argument("--state-dir", default=None)
     p.add_argument("--credentials", default=None)
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     s = loaded.settings
     soak = SoakSettings(duration_s=parse_duration(args.duration),
                         window_s=parse_duration(args.window) if args.window else None,
-                        slo_path=args.slo, webhook=args.webhook)
+                        slo_path=args.slo, webhook=args.webhook, rollback_drill=args.rollback_drill)
     verbose = args.verbose > 0
     try:
         result = run_soak(args.batch, s, soak, credentials_path=args.credentials or s.credentials or None,
