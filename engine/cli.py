@@ -18,7 +18,8 @@ from coordination.errors import DroverError
 from engine.console import Console
 from engine.exit_codes import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED
 
-COMMANDS: tuple[str, ...] = ("demo", "health", "validate", "replay", "config", "run", "results", "trace", "monitor", "soak", "report")
+COMMANDS: tuple[str, ...] = ("demo", "health", "validate", "replay", "config", "run", "results", "trace", "monitor",
+                             "soak", "report", "readiness")
 
 
 def _load(name: str) -> ModuleType:

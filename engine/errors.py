@@ -9,6 +9,8 @@
         ├── ResultsStoreError        persistence  SQLite results store failures
         ├── ReportError              persistence  the evidence package could not be written
         │   └── ReportInputError     input        no readable summary.json in the run directory
+        ├── ReadinessError           persistence  the readiness verdict or a baseline could not be written
+        │   └── ReadinessInputError  input        an unreadable run directory, summary or baseline
         └── TelemetryError           telemetry    a log sink failed (counted, never fatal to a job)
 """
 from __future__ import annotations
@@ -44,9 +46,21 @@ class ReportInputError(ReportError):
     category = "input"
 
 
+class ReadinessError(EngineError):
+    """The verdict or the baseline could not be written."""
+
+    category = "persistence"
+
+
+class ReadinessInputError(ReadinessError):
+    """A run directory, summary or baseline that cannot be read or is not what it claims to be."""
+
+    category = "input"
+
+
 class TelemetryError(EngineError):
     category = "telemetry"
 
 
 __all__ = ["EngineError", "ConfigError", "BatchInputError", "ResultsStoreError", "ReportError", "ReportInputError",
-           "TelemetryError"]
+           "ReadinessError", "ReadinessInputError", "TelemetryError"]

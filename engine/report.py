@@ -108,6 +108,7 @@ class Criterion:
     ok: bool | None
     waived: bool
     reason: str | None
+    measured: str | None = None  # readiness's own wording of ``value`` ("1.90x (3.2 vs 1.7 jobs/s)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,15 +233,19 @@ def _window(raw: Any, fallback_index: int) -> Window:
     jobs = _dict(raw.get("jobs"))
     latency = {str(k): {p: _num(v.get(p)) for p in ("n", "p50", "p95", "p99", "max", "avg")}
                for k, v in _dict(raw.get("latency")).items() if isinstance(v, dict)}
-    resources = {str(k): {r: _num(v.get(r)) for r in ("browser_rss_mb", "fds", "children")}
+    resources = {str(k): {r: _num(v.get(r)) for r in ("browser_uss_mb", "browser_rss_mb", "fds", "children")}
                  for k, v in _dict(raw.get("resources")).items() if isinstance(v, dict)}
     index = _int(raw.get("index"))
+    partial = raw.get("partial") is True
     return Window(
         index=fallback_index if index is None else index,
         start=_num(raw.get("start")), end=_num(raw.get("end")),
         passed=_int(jobs.get("passed")), failed=_int(jobs.get("failed")),
-        error_rate=_num(raw.get("error_rate")), throughput=_num(raw.get("throughput")),
-        throughput_per_worker={str(k): _num(v) for k, v in _dict(raw.get("throughput_per_worker")).items()},
+        error_rate=_num(raw.get("error_rate")),
+        # a run's last window may last seconds: a rate over it is noise, so its throughput is left out of the plots
+        throughput=None if partial else _num(raw.get("throughput")),
+        throughput_per_worker={} if partial else {str(k): _num(v) for k, v in
+                                                  _dict(raw.get("throughput_per_worker")).items()},
         latency=latency, resources=resources,
         supervisor_rss_mb=_num(raw.get("supervisor_rss_mb")),
         unowned_uses=_num(raw.get("unowned_uses")), invalid_transitions=_num(raw.get("invalid_transitions")),
@@ -255,7 +260,7 @@ def _verdict(raw: Any) -> Verdict | None:
         return None
     criteria = tuple(
         Criterion(str(c.get("name") or "?"), c.get("value"), c.get("limit"), _bool(c.get("ok")),
-                  c.get("waived") is True, _str(c.get("reason")))
+                  c.get("waived") is True, _str(c.get("reason")), _str(c.get("measured")))
         for c in _list(raw.get("criteria")) if isinstance(c, dict))
     return Verdict(_bool(raw.get("go")), criteria, tuple(_list(raw.get("accepted_risks"))),
                    tuple(str(r) for r in _list(raw.get("reasons"))))
@@ -994,7 +999,8 @@ def _verdict_section(ev: Evidence) -> str:
                         f'{_e(ev.run_dir)}</code></p>')
     rows = "".join(
         f'<tr class="{"waived" if c.waived else ("fail" if c.ok is False else "")}"><td>{_e(c.name)}</td>'
-        f'<td class="num">{_fmt_any(c.value)}</td><td class="num">{_fmt_any(c.limit)}</td>'
+        f'<td class="num">{_e(c.measured) if c.measured else _fmt_any(c.value)}</td>'
+        f'<td class="num">{_fmt_any(c.limit)}</td>'
         f'<td>{_ok_badge(c.ok, waived=c.waived)}</td><td>{_e(c.reason or "", 500)}</td></tr>'
         for c in v.criteria)
     table = (f'<table id="readiness-criteria"><thead><tr><th>Criterion</th><th class="num">Measured</th>'
@@ -1241,7 +1247,12 @@ def _resource_section(ev: Evidence) -> str:
     xs, x_label, x_max = _timeline(s)
     workers = {k for w in s.windows for k in w.resources}
     charts = []
-    for key, title, unit in (("browser_rss_mb", "Browser RSS per worker", "RSS (MB)"),
+    # USS (memory unique to the browser's processes) when the soak recorded it: summed RSS counts shared pages
+    # once per process, so it overstates and blurs a leak.
+    uss = any(w.resources.get(n, {}).get("browser_uss_mb") is not None for w in s.windows for n in workers)
+    memory = (("browser_uss_mb", "Browser memory (USS) per worker", "USS (MB)") if uss
+              else ("browser_rss_mb", "Browser RSS per worker", "RSS (MB)"))
+    for key, title, unit in (memory,
                              ("fds", "Open file descriptors per worker", "file descriptors"),
                              ("children", "Browser child processes per worker", "processes")):
         vals = {n: [w.resources.get(n, {}).get(key) for w in s.windows] for n in workers}

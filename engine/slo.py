@@ -14,6 +14,7 @@ TOML (chosen by its suffix)::
        "throughput":    ["value > 2.0"],
        "unowned_uses":  ["count == 0"]},
      "waivers": [{"criterion": "throughput_vs_legacy", "reason": "2-core CI box; accepted until the 8-core run"}],
+     "readiness": {"max_queue_wait": "10m", "min_legacy_ratio": 5},
      "alerts": {"supervisor_memory": {"threshold": 2048}}}
 
 Grammar of one expression: ``AGG OP NUMBER`` where ``AGG`` is ``p(N)``
@@ -21,7 +22,7 @@ Grammar of one expression: ``AGG OP NUMBER`` where ``AGG`` is ``p(N)``
 ``value`` or the metric's own name (``error_rate < 0.01``), and ``OP`` is
 one of ``< <= > >= == !=``.  Which aggregates a metric takes is in
 :data:`METRIC_AGGREGATES`; a latency metric (``flow:NAME``,
-``phase:NAME``, milliseconds) takes the percentile family.
+``phase:STEP-TYPE``, ``label:PHASE-LABEL``, milliseconds) takes the percentile family.
 
 Three outcomes, not two: a threshold on a flow or phase that has no
 samples in a window is ``no data`` — neither a pass (a misspelt flow name
@@ -35,7 +36,11 @@ file, the place in it and the expression::
 
 The ``alerts`` section is validated by :mod:`engine.alerts`
 (``AlertConfig.from_spec``), which owns the alert rules; it is kept here
-read-only so one file configures both.
+read-only so one file configures both.  ``waivers`` and ``readiness``
+belong to ``python -m engine readiness``: a waiver must name one of the
+criteria in :mod:`engine.criteria` (a misspelt waiver would otherwise
+waive nothing, silently), and ``readiness`` overrides their limits
+(:class:`~engine.criteria.ReadinessLimits`).
 """
 from __future__ import annotations
 
@@ -50,6 +55,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from engine.criteria import CATEGORIES, CRITERION_NAMES, LIMIT_KEYS, ReadinessLimits
 from engine.errors import ConfigError
 from engine.metrics import Histogram
 
@@ -60,7 +66,7 @@ OPERATORS: Mapping[str, Callable[[float, float], bool]] = MappingProxyType({
 
 AGGREGATES: tuple[str, ...] = ("p", "avg", "min", "max", "med", "count", "rate", "value")
 LATENCY_AGGREGATES: tuple[str, ...] = ("p", "avg", "min", "max", "med", "count")
-LATENCY_PREFIXES: tuple[str, ...] = ("flow:", "phase:")
+LATENCY_PREFIXES: tuple[str, ...] = ("flow:", "phase:", "label:")  # label: a flow's own phase labels
 
 # Scalar metrics of the window dict and the aggregates each one takes ("value" also stands for the name itself).
 METRIC_AGGREGATES: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -76,7 +82,7 @@ METRIC_AGGREGATES: Mapping[str, tuple[str, ...]] = MappingProxyType({
 SCALAR_METRICS: tuple[str, ...] = tuple(METRIC_AGGREGATES)
 STANDARD_LATENCY_STATS: tuple[str, ...] = ("n", "p50", "p95", "p99", "max", "avg")
 
-_TOP_LEVEL_KEYS = ("window", "thresholds", "waivers", "alerts", "description")
+_TOP_LEVEL_KEYS = ("window", "thresholds", "waivers", "readiness", "alerts", "description")
 _THRESHOLD_KEYS = ("threshold", "abortOnFail")
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
@@ -187,7 +193,7 @@ def parse_expression(text: str, metric: str | None = None) -> Expression:
 
 
 def metric_kind(metric: str) -> str | None:
-    """``latency`` for flow:/phase: metrics, ``scalar`` for the known window figures, None if unknown."""
+    """``latency`` for flow:/phase:/label: metrics, ``scalar`` for the known window figures, None if unknown."""
     if any(metric.startswith(p) and len(metric) > len(p) for p in LATENCY_PREFIXES):
         return "latency"
     if metric in METRIC_AGGREGATES:
@@ -199,7 +205,7 @@ def check_metric(metric: str, expr: Expression) -> str:
     """Why ``expr`` does not apply to ``metric`` ("" when it does)."""
     kind = metric_kind(metric)
     if kind is None:
-        known = ", ".join(("flow:NAME", "phase:NAME") + SCALAR_METRICS)
+        known = ", ".join(("flow:NAME", "phase:STEP-TYPE", "label:PHASE-LABEL") + SCALAR_METRICS)
         return f"unknown metric {metric!r} (known: {known})"
     allowed = LATENCY_AGGREGATES if kind == "latency" else METRIC_AGGREGATES[metric]
     if expr.aggregate not in allowed:
@@ -302,13 +308,14 @@ class Waiver:
 
 @dataclass(frozen=True, slots=True)
 class SLOSpec:
-    """A parsed SLO file: window length, thresholds, waivers, and the raw (read-only) alert overrides."""
+    """A parsed SLO file: window length, thresholds, waivers, readiness limits, the raw (read-only) alert overrides."""
 
     source: str = "<defaults>"
     window_s: float = DEFAULT_WINDOW_S
     thresholds: tuple[Threshold, ...] = ()
     waivers: tuple[Waiver, ...] = ()
     alerts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False, compare=False)
+    readiness: ReadinessLimits = ReadinessLimits()
 
     def evaluate(self, window: Mapping[str, Any]) -> list[ThresholdResult]:
         """Every threshold against one window (or the run's aggregate, which has the same shape)."""
@@ -346,30 +353,42 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _read(path: Path) -> Any:
+def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read SLO file: {exc.strerror}") from exc
     if not raw.strip():
         raise ConfigError(f"{path}: the SLO file is empty")
-    suffix = path.suffix.lower()
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8: {exc}") from exc
+
+
+def _json(text: str, src: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{src}: line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}") from exc
+    except ValueError as exc:  # a duplicate key, from the hook
+        raise ConfigError(f"{src}: {exc}") from exc
+
+
+def _toml(text: str, src: str) -> Any:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{src}: not valid TOML: {exc}") from exc
+
+
+def _read(path: Path) -> Any:
+    text = _read_text(path)
+    suffix = path.suffix.lower()
     if suffix == ".json":
-        try:
-            return json.loads(text, object_pairs_hook=_no_duplicate_keys)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}") from exc
-        except ValueError as exc:  # a duplicate key, from the hook
-            raise ConfigError(f"{path}: {exc}") from exc
+        return _json(text, str(path))
     if suffix == ".toml":
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        return _toml(text, str(path))
     raise ConfigError(f"{path}: an SLO file must end in .json or .toml")
 
 
@@ -396,7 +415,7 @@ def _parse_thresholds(data: Any, src: str) -> tuple[Threshold, ...]:
         if not isinstance(entries, list):
             raise ConfigError(f"{place}: must be a list of expressions, e.g. [\"p(95) < 800\"]")
         if metric_kind(metric) is None:
-            known = ", ".join(("flow:NAME", "phase:NAME") + SCALAR_METRICS)
+            known = ", ".join(("flow:NAME", "phase:STEP-TYPE", "label:PHASE-LABEL") + SCALAR_METRICS)
             raise ConfigError(f"{place}: unknown metric {metric!r} (known: {known})")
         for i, entry in enumerate(entries):
             where = f"{place}[{i}]"
@@ -437,17 +456,110 @@ def _parse_waivers(data: Any, src: str) -> tuple[Waiver, ...]:
             if not isinstance(w.get(key), str) or not w[key].strip():
                 raise ConfigError(f"{where}: {key} must be a non-empty string (a waiver without a reason "
                                   "is not an accepted risk)")
-        if any(x.criterion == w["criterion"] for x in out):
-            raise ConfigError(f"{where}: criterion {w['criterion']!r} is waived twice")
-        out.append(Waiver(w["criterion"].strip(), w["reason"].strip()))
+        name = w["criterion"].strip()
+        if name not in CRITERION_NAMES:
+            raise ConfigError(f"{where}: unknown criterion {name!r} (known: {', '.join(CRITERION_NAMES)})")
+        if any(x.criterion == name for x in out):
+            raise ConfigError(f"{where}: criterion {name!r} is waived twice")
+        out.append(Waiver(name, w["reason"].strip()))
     return tuple(out)
+
+
+def _fraction(value: Any, where: str, *, top: float, closed: bool) -> float:
+    """A number in [0, top) or [0, top]: a fraction (0.05 = 5%), refused as a percentage by mistake (5)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a number, got {value!r}")
+    if not (0 <= value <= top if closed else 0 <= value < top):
+        bracket = "]" if closed else ")"
+        raise ConfigError(f"{where}: must be a fraction in [0, {_format_number(float(top))}{bracket} "
+                          f"(0.05 = 5%), got {value!r}")
+    return float(value)
+
+
+def _positive(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{where}: must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _parse_readiness(data: Any, src: str) -> ReadinessLimits:
+    """The ``readiness`` section: overrides of the default limits, every key checked for its type and range."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{src}: readiness must be an object of limit -> value (keys: {list(LIMIT_KEYS)})")
+    unknown = sorted(set(data) - set(LIMIT_KEYS))
+    if unknown:
+        raise ConfigError(f"{src}: readiness: unknown key(s) {unknown} (allowed: {list(LIMIT_KEYS)})")
+    at = {key: f"{src}: readiness.{key}" for key in LIMIT_KEYS}
+    limits: dict[str, Any] = {}
+    if "max_queue_wait" in data:
+        value = data["max_queue_wait"]
+        if isinstance(value, str):
+            try:
+                limits["max_queue_wait_s"] = parse_duration(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{at['max_queue_wait']}: {exc}") from exc
+        else:  # seconds, as ``window`` takes them
+            limits["max_queue_wait_s"] = _positive(value, at["max_queue_wait"])
+    if "max_regression" in data:
+        limits["max_regression"] = _fraction(data["max_regression"], at["max_regression"], top=1, closed=False)
+    if "max_last_quarter_error_rate" in data:
+        limits["max_last_quarter_error_rate"] = _fraction(data["max_last_quarter_error_rate"],
+                                                          at["max_last_quarter_error_rate"], top=1, closed=True)
+    if "duration_tolerance" in data:
+        limits["duration_tolerance"] = _fraction(data["duration_tolerance"], at["duration_tolerance"], top=1,
+                                                 closed=False)
+    for key in ("max_memory_growth_mb", "min_legacy_ratio"):
+        if key in data:
+            limits[key] = _positive(data[key], at[key])
+    if "max_worker_restarts" in data:
+        value = data["max_worker_restarts"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{at['max_worker_restarts']}: must be a whole number >= 0, got {value!r}")
+        limits["max_worker_restarts"] = value
+    if "critical_categories" in data:
+        value = data["critical_categories"]
+        where = at["critical_categories"]
+        # Empty is refused: a criterion that cannot fail is not a check; waive critical_failures instead.
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{where}: must be a non-empty list of failure categories (known: "
+                              f"{', '.join(CATEGORIES)}); to accept the risk, waive critical_failures")
+        for i, cat in enumerate(value):
+            if cat not in CATEGORIES:
+                raise ConfigError(f"{where}[{i}]: unknown failure category {cat!r} (known: {', '.join(CATEGORIES)})")
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{where}: a category is listed twice")
+        limits["critical_categories"] = tuple(value)
+    return ReadinessLimits(**limits)
 
 
 def load_slo(path: str | os.PathLike[str]) -> SLOSpec:
     """Read and validate an SLO file (JSON or TOML); every error names the file and the place in it."""
-    p = Path(path)
-    src = str(path)
-    data = _read(p)
+    return _spec(_read(Path(path)), str(path))
+
+
+def load_slo_text(text: str, source: str) -> SLOSpec:
+    """Validate an SLO file's text whatever its name: JSON first, then TOML.
+
+    Why: the soak keeps a byte copy of the operator's file as ``slo.json``
+    in the run directory, so a TOML original sits there under a ``.json``
+    name.  When the text is neither, the error is the JSON one if the text
+    looks like JSON (starts with ``{``), else the TOML one.
+    """
+    if not text.strip():
+        raise ConfigError(f"{source}: the SLO file is empty")
+    try:
+        data = _json(text, source)
+    except ConfigError as json_error:
+        if text.lstrip().startswith("{"):
+            raise
+        try:
+            data = _toml(text, source)
+        except ConfigError as toml_error:
+            raise ConfigError(f"{toml_error} (and not JSON either)") from json_error
+    return _spec(data, source)
+
+
+def _spec(data: Any, src: str) -> SLOSpec:
     if not isinstance(data, dict):
         raise ConfigError(f"{src}: the top level must be an object")
     unknown = sorted(set(data) - set(_TOP_LEVEL_KEYS))
@@ -456,12 +568,14 @@ def load_slo(path: str | os.PathLike[str]) -> SLOSpec:
     window_s = _parse_window(data["window"], src) if "window" in data else DEFAULT_WINDOW_S
     thresholds = _parse_thresholds(data.get("thresholds", {}), src)
     waivers = _parse_waivers(data.get("waivers", []), src)
+    readiness = _parse_readiness(data["readiness"], src) if "readiness" in data else ReadinessLimits()
     alerts = data.get("alerts", {})
     if not isinstance(alerts, dict):
         raise ConfigError(f"{src}: alerts must be an object of rule name -> overrides")
-    return SLOSpec(src, window_s, thresholds, waivers, MappingProxyType(alerts))
+    return SLOSpec(src, window_s, thresholds, waivers, MappingProxyType(alerts), readiness)
 
 
-__all__ = ["SLOSpec", "Threshold", "ThresholdResult", "Expression", "Waiver", "load_slo", "parse_expression",
+__all__ = ["SLOSpec", "Threshold", "ThresholdResult", "Expression", "Waiver", "load_slo", "load_slo_text",
+           "parse_expression",
            "parse_duration", "check_metric", "metric_kind", "metric_value", "OPERATORS", "AGGREGATES",
            "METRIC_AGGREGATES", "SCALAR_METRICS", "STANDARD_LATENCY_STATS", "DEFAULT_WINDOW_S"]

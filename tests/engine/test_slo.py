@@ -122,7 +122,7 @@ threshold = 2048
     ({"window": "1 hour"}, 'slo.json: window: cannot parse duration "1 hour"'),
     ({"window": 0}, "window must be > 0 seconds"),
     ({"waivers": [{"criterion": "p95_budget"}]}, "waivers[0]: reason must be a non-empty string"),
-    ({"waivers": [{"criterion": "a", "reason": "x"}, {"criterion": "a", "reason": "y"}]}, "waived twice"),
+    ({"waivers": [{"criterion": "duration", "reason": "x"}, {"criterion": "duration", "reason": "y"}]}, "waived twice"),
     ({"alerts": []}, "alerts must be an object"),
     ([], "the top level must be an object"),
 ])
