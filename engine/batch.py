@@ -16,6 +16,7 @@ A line::
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 import re
@@ -170,6 +171,8 @@ def load_batch(path: str | os.PathLike[str], *, strategies: StrategyRegistry, le
     with fh:
         for number, line in enumerate(fh, 1):
             where = f"{source}:{number}"
+            if number == 1 and line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8):]  # editors that save "UTF-8 with BOM": the text is still UTF-8
             if not line.strip():
                 continue
             if len(line) > MAX_LINE_BYTES:

@@ -71,6 +71,14 @@ def test_a_good_batch_loads_with_defaults_and_resolved_flow_paths(flows):
         batch.job("nope")
 
 
+def test_a_utf8_byte_order_mark_before_line_1_is_not_part_of_the_job(flows):
+    path = flows / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(job(1)).encode() + b"\n" + json.dumps(job(2)).encode() + b"\n")
+    assert [j.id for j in load(path).jobs] == ["j1", "j2"]
+    path.write_bytes(json.dumps(job(1)).encode() + b"\n\xef\xbb\xbf" + json.dumps(job(2)).encode() + b"\n")
+    assert "bom.jsonl:2" in error_of(path)  # only a file's first bytes can be a byte-order mark
+
+
 BAD_LINES = [
     ('{"id": "x", "flow": ', "not valid JSON"),
     ("[1, 2]", "a job must be a JSON object, got list"),
