@@ -347,8 +347,10 @@ class Supervisor:
         code = proc.exitcode
         clean = code == 0 and job is None
         if not clean:
+            # Under the lost attempt's correlation id, so `trace` shows the death inside that attempt's chain.
+            cid = self.run_id if job is None else f"{self.run_id}/{job}/a{self._store.next_attempt(self.run_id, job) - 1}"
             ops.error("worker died", extra={"event": "worker_died", "worker_index": handle.index, "pid": proc.pid,
-                                            "exit_code": code, "job_id": job})
+                                            "exit_code": code, "job_id": job, "correlation_id": cid})
         reclaimed = reclaim_dead(self._table, on_reclaim=None)
         for r in reclaimed:
             self.reclaimed += 1

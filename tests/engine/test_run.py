@@ -149,6 +149,10 @@ def test_sigkill_of_a_worker_requeues_its_job_and_reclaims_its_slot(tmp_path, si
     rerun = lost[0][0]
     assert db(state).execute("SELECT COUNT(*) FROM attempts WHERE run_id = ? AND job_id = ? AND outcome = 'passed'",
                              (run_id, rerun)).fetchone()[0] == 1
+    lost_attempt = db(state).execute("SELECT attempt FROM attempts WHERE run_id = ? AND job_id = ? AND "
+                                     "outcome = 'lost'", (run_id, rerun)).fetchone()[0]
+    died = [r for r in stream_events(run_dir, "operational") if r.get("event") == "worker_died"]
+    assert [r["correlation_id"] for r in died] == [f"{run_id}/{rerun}/a{lost_attempt}"]  # trace finds it there
     audit = stream_events(run_dir, "audit")
     assert any(r.get("event") == "slot_reclaimed" for r in audit), "no audit record of the slot reclaim"
     # the killed worker held its job's credential lock: the next holder of that scope recovered it
