@@ -105,7 +105,7 @@ class CyclingScheduler:
     def _open(self) -> bool:
         return time.monotonic() < self.stop_at
 
-    def next_job(self, *prefer: Callable[[str], bool]) -> str | None:
+    def next_job(self, *prefer: Callable[[str], bool], fallback: bool = True) -> str | None:
         if self._retry:
             return self._took(self._retry.popleft())
         if not self._open():
@@ -117,7 +117,7 @@ class CyclingScheduler:
             self._queue.extend(ids)
             now = time.monotonic()
             self._queued_at.update(dict.fromkeys(ids, now))
-        job_id = take_preferred(self._queue, *prefer)
+        job_id = take_preferred(self._queue, *prefer, fallback=fallback)
         return None if job_id is None else self._took(job_id)
 
     def _took(self, job_id: str) -> str:

@@ -48,7 +48,7 @@ JOB_DEADLINE_GRACE = 30.0
 class Scheduler(Protocol):
     """Which job an idle worker gets next; ``len`` is how many are waiting."""
 
-    def next_job(self, *prefer: Callable[[str], bool]) -> str | None: ...
+    def next_job(self, *prefer: Callable[[str], bool], fallback: bool = True) -> str | None: ...
     def requeue(self, job_id: str) -> None: ...
     def __len__(self) -> int: ...
 
@@ -73,8 +73,8 @@ class FifoScheduler:
     def __init__(self, job_ids: list[str]) -> None:
         self._queue: collections.deque[str] = collections.deque(job_ids)
 
-    def next_job(self, *prefer: Callable[[str], bool]) -> str | None:
-        return take_preferred(self._queue, *prefer)
+    def next_job(self, *prefer: Callable[[str], bool], fallback: bool = True) -> str | None:
+        return take_preferred(self._queue, *prefer, fallback=fallback)
 
     def requeue(self, job_id: str) -> None:
         self._queue.appendleft(job_id)
@@ -86,11 +86,13 @@ class FifoScheduler:
 AFFINITY_LOOKAHEAD = 32
 
 
-def take_preferred(queue: "collections.deque[str]", *prefer: Callable[[str], bool]) -> str | None:
+def take_preferred(queue: "collections.deque[str]", *prefer: Callable[[str], bool],
+                   fallback: bool = True) -> str | None:
     """The first queued job the first predicate likes among the next few, else the second's ..., else the head.
 
     The lookahead is bounded, and the head is taken when no predicate likes
-    anything in it, so a job can be passed over only while others wait behind it.
+    anything in it, so a job can be passed over only while others wait
+    behind it.  ``fallback=False``: None instead of the head.
     """
     if not queue:
         return None
@@ -101,7 +103,7 @@ def take_preferred(queue: "collections.deque[str]", *prefer: Callable[[str], boo
             if wanted(job_id):
                 del queue[i]
                 return job_id
-    return queue.popleft()
+    return queue.popleft() if fallback else None
 
 
 @dataclass(slots=True)
@@ -168,6 +170,7 @@ class Supervisor:
         self.hooks = hooks or SupervisorHooks()
         self.progress = Progress(total=len(job_ids))
         self.workers: dict[int, WorkerHandle] = {}
+        self._deferred: dict[int, WorkerHandle] = {}  # idle workers waiting for a credential to come free
         self.reports: list[JobReport] = []
         # A soak folds reports into bounded histograms (its hooks) and must not also keep every one.
         self.keep_reports = keep_reports
@@ -272,21 +275,35 @@ class Supervisor:
         if self.drain_requested:
             self._send(handle, ("stop",))
             return
-        # Credential affinity: a worker gets jobs for the profile its browser has open (a credential's,
-        # or the temporary one for jobs without), sparing a browser restart per profile switch; and
-        # never, while anything else is queued, a job whose credential another worker holds: it would
-        # only wait on that credential's lock.
+        # Credential affinity, in order of preference:
+        # 1. a job for the credential whose profile this worker's browser has open (no browser restart),
+        #    unless another worker is running a job for it right now (this one would only wait on the lock);
+        # 2. a job without a credential, or for one no other worker has open: no restart elsewhere, no wait;
+        # 3. the head of the queue, so nothing starves when only contended jobs are left.
+        # A credential open in another worker that is idle for an instant still counts as theirs:
+        # taking it would make both browsers switch profiles.
         last = handle.credential
-        held = {h.credential for h in self.workers.values() if h.job is not None and h.credential is not None}
-
-        def free(job_id: str) -> bool:
-            return self.batch.job(job_id).credential not in held
+        others = [h for h in self.workers.values() if h is not handle]
+        running = {h.credential for h in others if h.job is not None and h.credential is not None}
+        opened = {h.credential for h in others if h.credential is not None}
 
         def same_profile(job_id: str) -> bool:
             cred = self.batch.job(job_id).credential
-            return cred == last and cred not in held
+            return cred is not None and cred == last and cred not in running
 
-        job_id = self.scheduler.next_job(same_profile, free)
+        def free(job_id: str) -> bool:
+            cred = self.batch.job(job_id).credential
+            return cred is None or cred not in opened
+
+        job_id = self.scheduler.next_job(same_profile, free, fallback=False)
+        if job_id is None and opened and len(self.scheduler):
+            # Every job in reach needs a credential whose profile another live worker has open: that
+            # worker takes them in turn, while this one would switch profiles only to wait on the
+            # credential's lock.  It waits for the next report (or death) instead.
+            self._deferred[handle.index] = handle
+            return
+        if job_id is None:
+            job_id = self.scheduler.next_job()
         if job_id is None:
             self._send(handle, ("stop",))
             return
@@ -319,6 +336,7 @@ class Supervisor:
         w["jobs"] += 1
         w["busy_s"] += seconds
         self.hooks.on_report(self, report, f"w{handle.index}", seconds)
+        self._redispatch()
 
     # -- duties -------------------------------------------------------------------
 
@@ -374,6 +392,7 @@ class Supervisor:
                                            error=f"worker died {self.lost[job]} times running this job")
                 self.progress.done += 1
                 self.progress.failed += 1
+        self._redispatch()  # the dead worker's credential is no longer open anywhere
         if not clean and not self.drain_requested and (len(self.scheduler) or self._busy()):
             if self.progress.restarts >= MAX_RESTARTS:
                 ops.error("worker restart limit reached", extra={"event": "restart_limit"})
@@ -438,6 +457,13 @@ class Supervisor:
             h.process.join(5)
             h.conn.close()
         self.workers.clear()
+
+    def _redispatch(self) -> None:
+        """Offer work again to workers that were waiting for a contended credential to come free."""
+        waiting = [h for i, h in self._deferred.items() if self.workers.get(i) is h]
+        self._deferred.clear()
+        for h in waiting:
+            self.msg_ready(h, h.index)
 
     def _busy(self) -> int:
         return sum(1 for h in self.workers.values() if h.job is not None)

@@ -129,3 +129,67 @@ def test_store_accounts_for_jobs_and_discards_only_never_started_ones(store):
     assert store.outcome_counts_since(RUN, time.time() + 10) == {"passed": 0, "failed": 0}
     assert store.discard_unstarted(RUN) == 1
     assert sorted(store.job_ids(RUN)) == ["j0", "j1"]
+
+
+# -- which job an idle worker gets (the supervisor's dispatch policy, without processes) ---------------------
+
+
+def _supervisor(tmp_path: Path, batch: Batch, workers: int):
+    from engine.config import Settings
+    from engine.supervisor import Supervisor, WorkerHandle
+
+    sup = Supervisor(settings=Settings(workers=workers, state_dir=str(tmp_path)), batch=batch, run_id=RUN,
+                     run_dir=tmp_path, state_dir=str(tmp_path), store_path=str(tmp_path / "r.sqlite"),
+                     job_ids=[j.id for j in batch.jobs], seed=1, credentials_path=None)
+    sent: list = []
+    sup._send = lambda handle, msg: sent.append((handle.index, msg))  # the pipe is the only thing faked
+    for i in range(workers):
+        sup.workers[i] = WorkerHandle(i, process=None, conn=None)
+    return sup, sent
+
+
+def _ready(sup, index: int) -> None:
+    sup.msg_ready(sup.workers[index], index)
+
+
+def test_dispatch_keeps_a_credential_on_the_worker_that_has_its_profile_open(tmp_path):
+    # form, form, alice, form, form, alice ...; the two workers finish in turn
+    batch = _batch(12, credentials=(None, None, "fixture/alice"))
+    sup, sent = _supervisor(tmp_path, batch, 2)
+    _ready(sup, 0)
+    _ready(sup, 1)
+    for turn in range(10):
+        sup.workers[turn % 2].job = None
+        _ready(sup, turn % 2)
+    jobs = [(i, m[1]) for i, m in sent if m[0] == "job"]
+    assert sorted(j for _, j in jobs) == sorted(j.id for j in batch.jobs)  # each job once, none left behind
+    assert {i for i, j in jobs if batch.job(j).credential} == {0}  # every alice job on one worker: no lock wait
+    assert not sup._deferred
+
+
+def test_a_worker_waits_instead_of_queueing_on_a_credential_another_worker_has_open(tmp_path):
+    batch = _batch(3, credentials=("fixture/alice",))
+    sup, sent = _supervisor(tmp_path, batch, 2)
+    _ready(sup, 0)
+    assert sent == [(0, ("job", "j0"))]
+    _ready(sup, 1)  # only alice jobs left, and worker 0 has alice open: worker 1 is deferred, not sent j1
+    assert sent == [(0, ("job", "j0"))] and 1 in sup._deferred
+    sup.workers[0].job = None  # worker 0 reports; worker 1 still must not take alice from it
+    sup._redispatch()
+    assert sent == [(0, ("job", "j0"))] and 1 in sup._deferred
+    _ready(sup, 0)
+    assert sent[-1] == (0, ("job", "j1"))
+    del sup.workers[0]  # worker 0 died: alice is open nowhere, the waiting worker takes it
+    sup._redispatch()
+    assert sent[-1] == (1, ("job", "j2")) and not sup._deferred
+
+
+def test_a_single_worker_or_an_empty_queue_never_waits(tmp_path):
+    batch = _batch(2, credentials=("fixture/alice",))
+    sup, sent = _supervisor(tmp_path, batch, 1)
+    _ready(sup, 0)
+    sup.workers[0].job = None
+    _ready(sup, 0)
+    sup.workers[0].job = None
+    _ready(sup, 0)
+    assert [m for _, m in sent] == [("job", "j0"), ("job", "j1"), ("stop",)]
