@@ -59,6 +59,19 @@ def test_gate_rule(baseline, current, control, passed) -> None:
     assert verdict.lines[-1].startswith("PASS" if passed else "FAIL")
 
 
+def test_an_ab_gate_measures_noise_on_back_to_back_pairs() -> None:
+    # measured here (2-core VM, 20 ms per step injected): every pair slower, but the machine drifted so much
+    # that the unpaired ranges (0.17 jobs/s) hid the 0.16 jobs/s drop
+    control = [1.741, 1.752, 1.767, 1.809, 1.910]
+    current = [1.630, 1.587, 1.607, 1.727, 1.630]
+    v = _gate.evaluate([1.861] * 5, current, control)
+    assert not v.passed and "back-to-back pairs" in v.lines[1] and 0.05 < v.noise < 0.1
+    # the same drop, but pairs that disagree about it: not a measurable regression
+    v = _gate.evaluate([1.861] * 5, [1.63, 1.95, 1.50, 1.80, 1.30], control)
+    assert v.passed and "within the run-to-run noise" in v.lines[-1]
+    assert _gate.paired_margin([1.0]) == 0.0 and _gate.paired_margin([0.1, 0.1, 0.1]) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_gate_names_the_noise_and_the_drift() -> None:
     v = _gate.evaluate([10.0], [7.0], [8.0])
     assert not v.passed and v.noise == 0.0
