@@ -161,6 +161,16 @@ def test_a_flow_or_phase_without_samples_is_no_data_not_a_pass_and_not_a_fail(tm
     assert [(r.status, r.value, r.ok) for r in results] == [("no data", None, None)] * 3
 
 
+def test_rates_over_a_partial_last_window_are_no_data(tmp_path):
+    spec = load_slo(write(tmp_path, {"thresholds": {"throughput": ["value > 2.0"],
+                                                    "throughput_per_worker": ["min > 1.0"],
+                                                    "error_rate": ["rate < 0.5"]}}))
+    w = window(throughput=0.4, throughput_per_worker={"w0": 0.4}, jobs={"passed": 1, "failed": 0}, error_rate=0.0)
+    assert [r.status for r in spec.evaluate(w)] == ["fail", "fail", "pass"]
+    w["partial"] = True  # the soak's final seconds: one job over 2.5 s says nothing about the rate
+    assert [r.status for r in spec.evaluate(w)] == ["no data", "no data", "pass"]
+
+
 def test_aggregates_read_the_right_figure_and_other_percentiles_come_from_a_histogram(tmp_path):
     h = Histogram.of(float(v) for v in range(1, 1001))
     spec = load_slo(write(tmp_path, {"thresholds": {
