@@ -16,6 +16,7 @@ import random
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -600,13 +601,21 @@ _MEASURE = """(() => {
 })()"""
 
 
-@pytest.mark.chromium
-@pytest.mark.slow
-def test_report_renders_in_chromium_and_leaves_a_screenshot(full_run, browser):
+@dataclass
+class Rendered:
+    """What a report looked like in Chromium: measurements, page problems, requests, a full-page PNG."""
+
+    got: dict
+    problems: tuple[list, list, list]  # console errors/warnings, exceptions thrown, log entries
+    requests: set
+    png: bytes
+
+
+def render_in_chromium(browser, report: Path) -> Rendered:
+    """Open ``report`` in the test browser through our own CDP client, measure it, screenshot the whole page."""
     from navigation.cdp import CDPConnection
 
-    build_evidence(full_run)
-    url = (full_run / REPORT_FILE).resolve().as_uri()
+    url = report.resolve().as_uri()
     with CDPConnection.connect(browser.ws_url) as conn:
         page = conn.new_page()
         try:
@@ -617,33 +626,44 @@ def test_report_renders_in_chromium_and_leaves_a_screenshot(full_run, browser):
             page.send("Page.navigate", {"url": url})
             page.wait_for_event("Page.loadEventFired", timeout=20)
             got = page.evaluate(_MEASURE)
-            # every plot has a size, every line has points and extent, the bars and the timeline are drawn
-            assert len(got["plots"]) >= 10, got
-            for plot in got["plots"]:
-                assert plot["size"][0] > 100 and plot["size"][1] > 50, plot
-                assert all(n > 0 for n in plot["polylines"]), plot
-            lines = [p for p in got["plots"] if p["polylines"]]
-            assert len(lines) >= 9 and all(all(s > 0 for s in p["lineSizes"]) for p in lines)
-            assert {p["id"]: p["bars"] for p in got["plots"]}["phase-percentiles-chart-svg"] == 3 * len(PHASES)
-            assert {p["id"]: p["events"] for p in got["plots"]}["drilldown-timeline"] > 10
-            assert got["matrix"]["rows"] == len(FAILURES) and min(got["matrix"]["size"]) > 50
-            assert not got["overflow"], "the page scrolls sideways at 1280 px"
-            # nothing went wrong on the page, and it asked the network for nothing but itself
             console = [e.params for e in page.pop_events("Runtime.consoleAPICalled")
                        if e.params.get("type") in ("error", "warning", "assert")]
             thrown = [e.params for e in page.pop_events("Runtime.exceptionThrown")]
             logged = [e.params["entry"] for e in page.pop_events("Log.entryAdded")
                       if e.params["entry"].get("level") in ("error", "warning")]
             requests = {e.params["request"]["url"] for e in page.pop_events("Network.requestWillBeSent")}
-            assert (console, thrown, logged) == ([], [], []), (console, thrown, logged)
-            assert requests <= {url}, requests
-            # the whole page as an artifact next to the report
             page.send("Emulation.setDeviceMetricsOverride",
                       {"width": 1280, "height": min(16000, int(got["height"])), "deviceScaleFactor": 1,
                        "mobile": False})
             png = base64.b64decode(page.send("Page.captureScreenshot", {"format": "png"}, timeout=30)["data"])
         finally:
             page.close()
+    return Rendered(got, (console, thrown, logged), requests, png)
+
+
+@pytest.mark.chromium
+@pytest.mark.slow
+def test_report_renders_in_chromium_and_leaves_a_screenshot(full_run, browser):
+    build_evidence(full_run)
+    url = (full_run / REPORT_FILE).resolve().as_uri()
+    shown = render_in_chromium(browser, full_run / REPORT_FILE)
+    got = shown.got
+    # every plot has a size, every line has points and extent, the bars and the timeline are drawn
+    assert len(got["plots"]) >= 10, got
+    for plot in got["plots"]:
+        assert plot["size"][0] > 100 and plot["size"][1] > 50, plot
+        assert all(n > 0 for n in plot["polylines"]), plot
+    lines = [p for p in got["plots"] if p["polylines"]]
+    assert len(lines) >= 9 and all(all(s > 0 for s in p["lineSizes"]) for p in lines)
+    assert {p["id"]: p["bars"] for p in got["plots"]}["phase-percentiles-chart-svg"] == 3 * len(PHASES)
+    assert {p["id"]: p["events"] for p in got["plots"]}["drilldown-timeline"] > 10
+    assert got["matrix"]["rows"] == len(FAILURES) and min(got["matrix"]["size"]) > 50
+    assert not got["overflow"], "the page scrolls sideways at 1280 px"
+    # nothing went wrong on the page, and it asked the network for nothing but itself
+    assert shown.problems == ([], [], []), shown.problems
+    assert shown.requests <= {url}, shown.requests
+    # the whole page as an artifact next to the report
+    png = shown.png
     (full_run / "report.png").write_bytes(png)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")

@@ -7,7 +7,6 @@ every check, because a soak is the expensive part.
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import threading
@@ -18,7 +17,7 @@ import psutil
 import pytest
 
 from engine.exit_codes import EXIT_NO_GO, EXIT_OK
-from tests.engine.test_report import _MEASURE
+from tests.engine.test_report import render_in_chromium
 from tests.engine.test_run import LIGHT_FLOW, engine, start_engine
 
 DURATION_S = 120
@@ -187,36 +186,15 @@ def test_readiness_on_the_real_run(soaked, tmp_path):
 @pytest.mark.slow
 @pytest.mark.chromium
 def test_the_dashboard_of_the_real_run_renders_in_chromium(soaked, browser):
-    from navigation.cdp import CDPConnection
-
     run_dir = soaked["run_dir"]
-    url = (run_dir / "report.html").resolve().as_uri()
-    with CDPConnection.connect(browser.ws_url) as conn:
-        page = conn.new_page()
-        try:
-            for domain in ("Page", "Runtime", "Log"):
-                page.send(f"{domain}.enable")
-            page.send("Emulation.setDeviceMetricsOverride",
-                      {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
-            page.send("Page.navigate", {"url": url})
-            page.wait_for_event("Page.loadEventFired", timeout=20)
-            got = page.evaluate(_MEASURE)
-            assert len(got["plots"]) >= 8, got
-            lines = [p for p in got["plots"] if p["polylines"]]
-            assert len(lines) >= 4 and all(all(n > 0 for n in p["polylines"]) for p in lines), got["plots"]
-            assert got["matrix"] is not None and got["matrix"]["rows"] == 7 and min(got["matrix"]["size"]) > 50
-            console = [e.params for e in page.pop_events("Runtime.consoleAPICalled")
-                       if e.params.get("type") in ("error", "warning", "assert")]
-            thrown = [e.params for e in page.pop_events("Runtime.exceptionThrown")]
-            logged = [e.params["entry"] for e in page.pop_events("Log.entryAdded")
-                      if e.params["entry"].get("level") in ("error", "warning")]
-            assert (console, thrown, logged) == ([], [], [])
-            page.send("Emulation.setDeviceMetricsOverride",
-                      {"width": 1280, "height": min(16000, int(got["height"])), "deviceScaleFactor": 1,
-                       "mobile": False})
-            png = base64.b64decode(page.send("Page.captureScreenshot", {"format": "png"}, timeout=30)["data"])
-        finally:
-            page.close()
+    shown = render_in_chromium(browser, run_dir / "report.html")
+    got = shown.got
+    assert len(got["plots"]) >= 8, got
+    lines = [p for p in got["plots"] if p["polylines"]]
+    assert len(lines) >= 4 and all(all(n > 0 for n in p["polylines"]) for p in lines), got["plots"]
+    assert got["matrix"] is not None and got["matrix"]["rows"] == 7 and min(got["matrix"]["size"]) > 50
+    assert shown.problems == ([], [], [])
+    png = shown.png
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
     (run_dir / "report.png").write_bytes(png)
     if os.environ.get("DROVER_ARTIFACTS"):  # CI keeps it (.ci/run sets it)
