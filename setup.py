@@ -26,5 +26,5 @@ setup(
         ],
         "peer": ["playwright>=1.40"],
     },
-    entry_points={"console_scripts": ["drover=engine.cli:main"]},
+    entry_points={"console_scripts": ["drover=engine.cli.main:main"]},
 )

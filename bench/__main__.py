@@ -15,7 +15,7 @@ from bench._gate import BaselineError
 from bench._peer import peer_command
 from bench._run import EXIT_INPUT, EXIT_INTERNAL, UsageError, add_common, run_command, scale_command
 from coordination.errors import DroverError
-from engine.console import Console
+from engine.cli.console import Console
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """One end-to-end benchmark run: the fixed batch through the real engine, and its figures.
 
-A run is ``engine.runs.prepare`` + ``engine.runs.execute`` on a fresh state
+A run is ``engine.execution.runs.prepare`` + ``engine.execution.runs.execute`` on a fresh state
 directory — the same supervisor, forked workers, shared-memory ownership,
 credential locks, SQLite results and log streams as ``python -m engine
 run``.  Around it the bench measures wall time, the CPU of the whole
@@ -31,10 +31,10 @@ from typing import Any
 from bench._flows import TITLES, job_flows, write_batch
 from bench._sampler import TreeSampler
 from bench._stats import pcts
-from engine import telemetry
+from engine.records import streams as telemetry
 from engine.config import Settings
-from engine.runs import RunRequest, execute, prepare
-from engine.store import ResultsStore
+from engine.execution.runs import RunRequest, execute, prepare
+from engine.records.store import ResultsStore
 
 NO_PHASE = "-"
 

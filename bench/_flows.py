@@ -1,6 +1,6 @@
 """The fixed benchmark batch: two fixture-site flows, written as Recorder JSON into a work folder.
 
-Why the flows live here and not in ``engine.commands.demo``: a baseline is
+Why the flows live here and not in ``engine.cli.commands.demo``: a baseline is
 only comparable while the batch it measured stays the same, so the bench
 owns its flows and stamps :data:`BATCH_VERSION` into every baseline.
 

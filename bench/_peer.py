@@ -33,7 +33,7 @@ from bench._run import DEFAULTS, EXIT_JOB_FAILURES, EXIT_NO_PEER, EXIT_OK, SMOKE
 from bench._sampler import TreeSampler
 from bench._site import SiteProcess
 from bench._stats import Spread, pcts
-from engine.console import Console
+from engine.cli.console import Console
 from navigation.launcher import find_chromium
 
 INSTALL_HINT = ("Playwright for Python is not installed; the peer comparison needs it (an optional extra):\n"

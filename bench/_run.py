@@ -30,7 +30,7 @@ from bench._report import lines as report_lines, summarize
 from bench._site import SiteProcess
 from bench._stats import Spread
 from engine.config import default_workers
-from engine.console import Console
+from engine.cli.console import Console
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INPUT, EXIT_INTERNAL, EXIT_JOB_FAILURES, EXIT_NO_PEER = 0, 1, 2, 3, 4, 5
 

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable
 
-from engine.summary import percentile
+from engine.execution.summary import percentile
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
 """Composition root for ``python -m engine``: parse, build, hand over."""
-from engine.cli import main
+from engine.cli.main import main
 
 raise SystemExit(main())

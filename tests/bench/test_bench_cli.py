@@ -25,7 +25,7 @@ from bench import _gate
 from bench._fingerprint import fingerprint
 from bench._flows import BATCH_VERSION, FORM_FLOW, job_flows, with_delay
 from bench._run import worker_counts
-from engine.console import Console
+from engine.cli.console import Console
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import DuplicateOutcome, ResultsStore
+from engine.records.store import DuplicateOutcome, ResultsStore
 
 RUN = "r-bench"
 JOBS = 400

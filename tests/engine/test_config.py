@@ -11,7 +11,7 @@ import pytest
 
 from engine.config import Settings, candidates, load_settings
 from engine.errors import ConfigError
-from engine.exit_codes import EXIT_INPUT
+from engine.cli.exit_codes import EXIT_INPUT
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.console import Console
-from engine.exit_codes import EXIT_INPUT, EXIT_JOB_FAILURES, EXIT_OK
+from engine.cli.main import main
+from engine.cli.console import Console
+from engine.cli.exit_codes import EXIT_INPUT, EXIT_JOB_FAILURES, EXIT_OK
 from navigation.cdp import CDPConnection
 from navigation.flow import load_flow
 from navigation.runner import FlowRunner

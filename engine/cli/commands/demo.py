@@ -1,0 +1,113 @@
+"""Run a small demo batch on the bundled fixture site (no network needed).
+
+It starts the fixture site on 127.0.0.1, writes two Recorder flows and a
+12-job batch into a temporary folder — a form that is filled and submitted
+(with an asserted navigation), and the login form drawn on a <canvas>,
+driven by coordinate clicks with the password typed from a credential
+store (mode 600) — and runs the batch through the real engine: a
+supervisor forking 2 workers, each with its own headless Chromium,
+shared-memory session ownership and credential locks, results in SQLite,
+four JSON log streams.  It prints the run summary and ``demo: OK``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from engine.config import Settings
+from engine.cli.console import Console
+from engine.cli.exit_codes import EXIT_JOB_FAILURES, EXIT_OK
+from engine.execution.runs import RunRequest, execute, prepare
+from engine.cli.commands.run import progress_printer
+from navigation.fixture_site import LOGIN_LAYOUT, FixtureSite
+
+NAME = "demo"
+HELP = "run a small demo batch on the bundled fixture site"
+
+FORM_FLOW = {
+    "title": "form",
+    "steps": [
+        {"type": "setViewport", "width": 1024, "height": 768, "deviceScaleFactor": 1, "isMobile": False,
+         "hasTouch": False, "isLandscape": False},
+        {"type": "navigate", "url": "${BASE_URL}/form.html", "phase": "Open",
+         "assertedEvents": [{"type": "navigation", "title": "Drover form"}]},
+        {"type": "change", "selectors": [["aria/Name[role=\"textbox\"]"], ["#name"]], "value": "${name}",
+         "phase": "Fill"},
+        {"type": "change", "selectors": [["#color"]], "value": "blue", "phase": "Fill"},
+        {"type": "click", "selectors": [["aria/Send the form"], ["#submit"]], "phase": "Submit",
+         "assertedEvents": [{"type": "navigation", "title": "Drover result"}]},
+        {"type": "waitForExpression", "phase": "Check",
+         "expression": "document.querySelector('#out-name').textContent === '${name}'"},
+    ],
+}
+
+
+def _centre(name: str) -> dict[str, float]:
+    r = LOGIN_LAYOUT[name]
+    return {"offsetX": r["x"] + r["w"] / 2, "offsetY": r["y"] + r["h"] / 2}
+
+
+def _typed(text: str) -> list[dict]:
+    """Real key presses, one key at a time (the canvas reads keydown events)."""
+    return [step for ch in text for step in ({"type": "keyDown", "key": ch}, {"type": "keyUp", "key": ch})]
+
+
+CANVAS_FLOW = {
+    "title": "canvas-login",
+    "steps": [
+        {"type": "navigate", "url": "${BASE_URL}/canvas_login.html", "phase": "Open"},
+        {"type": "click", "selectors": [["#login"]], **_centre("user"), "phase": "Login"},
+        *[{**s, "phase": "Login"} for s in _typed("alice")],
+        {"type": "click", "selectors": [["#login"]], **_centre("password"), "phase": "Login"},
+        {"type": "clip", "value": {"secret": "alice_password"}, "phase": "Login"},
+        {"type": "click", "selectors": [["#login"]], **_centre("paste"), "phase": "Login"},
+        {"type": "click", "selectors": [["#login"]], **_centre("login"), "phase": "Login"},
+        {"type": "waitForElement", "selectors": [["#status[data-state=\"ok\"]"]], "phase": "Check"},
+    ],
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=int, default=12, help="jobs in the demo batch (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
+    p.add_argument("--keep", action="store_true", help="keep the demo folder (results, logs, artifacts)")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    work = Path(tempfile.mkdtemp(prefix="drover-demo-"))
+    with FixtureSite() as site:
+        (work / "form.json").write_bytes(orjson.dumps(FORM_FLOW))
+        (work / "canvas.json").write_bytes(orjson.dumps(CANVAS_FLOW))
+        creds = work / "credentials.json"
+        fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(orjson.dumps({"alice_password": "correct horse"}))
+        with (work / "batch.jsonl").open("wb") as fh:
+            for i in range(args.jobs):
+                canvas = i % 3 == 2
+                job = {"id": f"demo-{i:02d}", "flow": "canvas.json" if canvas else "form.json", "retries": 1,
+                       "vars": {"BASE_URL": site.base_url, "name": f"Ada {i}"}}
+                if canvas:
+                    job["credential"] = "fixture/alice"
+                fh.write(orjson.dumps(job) + b"\n")
+        settings = Settings(workers=args.workers, state_dir=str(work / "state"))
+        req = RunRequest(str(work / "batch.jsonl"), settings, credentials_path=str(creds))
+        prepared = prepare(req)
+        console.line(f"Drover demo: {args.jobs} jobs (form fill + canvas login) on {site.base_url}, "
+                     f"{args.workers} workers")
+        summary = execute(req, prepared, on_progress=progress_printer(console))
+        console.end_status()
+    for line in summary.lines():
+        console.line(line)
+    if args.keep:
+        console.line(f"results: python -m engine results {prepared.run_id} --state-dir {work / 'state'}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    ok = summary.outcomes.get("passed", 0) == args.jobs
+    console.result("demo: OK" if ok else "demo: FAILED")
+    return EXIT_OK if ok else EXIT_JOB_FAILURES

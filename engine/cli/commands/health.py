@@ -1,0 +1,107 @@
+"""Pre-flight checks: is this machine ready to run a batch?
+
+Each check prints one line; the exit code names the first check that
+failed (see HEALTH_CODES), so a cron wrapper can tell a missing browser
+from a read-only state directory without parsing text.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from typing import Callable
+
+from coordination.errors import DroverError
+from engine.cli.console import Console
+from navigation.cdp import CDPConnection
+from navigation.launcher import LaunchSettings, find_chromium, launch
+from navigation.lifecycle import probe
+
+NAME = "health"
+HELP = "pre-flight checks: Chromium, CDP, state directory, credential store"
+
+HEALTH_CODES = {
+    "chromium-found": 10,
+    "chromium-answering": 11,
+    "cdp-evaluate": 12,
+    "state-dir-writable": 13,
+    "credentials-private": 14,
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", default=os.environ.get("DROVER_STATE_DIR", "drover-state"),
+                   help="where runs, results and logs are written (default: %(default)s)")
+    p.add_argument("--credentials", default=os.environ.get("DROVER_CREDENTIALS"),
+                   help="credential store file to check (optional)")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    state: dict[str, object] = {}
+
+    def chromium_found() -> str:
+        state["binary"] = find_chromium()
+        return str(state["binary"])
+
+    def chromium_answering() -> str:
+        browser = launch(LaunchSettings(binary=str(state["binary"])))
+        state["browser"] = browser
+        info = probe(browser.http_url)
+        return f"{info.get('Browser', '?')} on 127.0.0.1:{browser.port}, started in {browser.startup_seconds:.2f}s"
+
+    def cdp_evaluate() -> str:
+        browser = state["browser"]
+        started = time.perf_counter()
+        with CDPConnection.connect(browser.ws_url) as conn:  # type: ignore[attr-defined]
+            page = conn.new_page()
+            value = page.evaluate("6 * 7")
+            page.close()
+        if value != 42:
+            raise RuntimeError(f"Runtime.evaluate('6 * 7') returned {value!r}")
+        return f"Runtime.evaluate ok in {(time.perf_counter() - started) * 1000:.1f} ms"
+
+    def state_dir_writable() -> str:
+        os.makedirs(args.state_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=args.state_dir, prefix=".health-") as fh:
+            fh.write(b"ok")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return os.path.abspath(args.state_dir)
+
+    def credentials_private() -> str:
+        if not args.credentials:
+            return "no credential store configured (skipped)"
+        st = os.stat(args.credentials)
+        if st.st_mode & 0o077:
+            raise PermissionError(f"{args.credentials} is readable by others (mode {st.st_mode & 0o777:o}); "
+                                  f"run: chmod 600 {args.credentials}")
+        with open(args.credentials, "rb") as fh:
+            fh.read(1)
+        return f"{args.credentials} readable, mode {st.st_mode & 0o777:o}"
+
+    checks: list[tuple[str, Callable[[], str]]] = [
+        ("chromium-found", chromium_found),
+        ("chromium-answering", chromium_answering),
+        ("cdp-evaluate", cdp_evaluate),
+        ("state-dir-writable", state_dir_writable),
+        ("credentials-private", credentials_private),
+    ]
+    failed: str | None = None
+    try:
+        for name, check in checks:
+            if failed is not None and name in ("chromium-answering", "cdp-evaluate"):
+                console.result(f"SKIP {name}: an earlier check failed")
+                continue
+            try:
+                detail = check()
+            except (DroverError, OSError, RuntimeError) as exc:
+                console.result(f"FAIL {name}: {exc}")
+                failed = failed or name
+                continue
+            console.result(f"ok   {name}: {detail}")
+    finally:
+        browser = state.get("browser")
+        if browser is not None:
+            browser.close()  # type: ignore[attr-defined]
+    return HEALTH_CODES[failed] if failed else 0

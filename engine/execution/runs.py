@@ -1,0 +1,234 @@
+"""One batch run from start to summary, on either path.
+
+``parallel`` forks workers under the :class:`~engine.execution.supervisor.Supervisor`
+with shared-memory ownership and credential locks; ``legacy`` is the
+rollback path: one process, jobs in order, no shared-memory table — same
+job executor, same results store, same log streams, so the two can be
+compared job for job.
+
+Resume: ``--resume RUN_ID`` (or ``last``) re-reads the run's batch, closes
+attempts a killed supervisor left open, and runs only the jobs with no
+final outcome.  The run directory's ``supervisor.lock`` (a filelock the
+forked workers inherit) makes a resume wait until every process of the
+interrupted run is gone, so no job runs twice at the same time.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import filelock
+
+from coordination.backoff import BackoffProfile, cohort_seed
+from coordination.telemetry_context import bind, stream_logger
+from engine.records.batch import Batch, load_batch
+from engine.config import Settings
+from engine.errors import ConfigError, ResultsStoreError
+from engine.execution.executor import JobExecutor, JobReport, NoCoordination
+from engine.records.store import ResultsStore
+from engine.execution.summary import RunSummary, flow_stats
+from engine.execution.supervisor import Progress, Supervisor
+from engine.records import streams
+from navigation.credentials import CredentialStore
+from navigation.legacy import REGISTRY
+from navigation.lifecycle import BrowserLifecycle, LifecycleSettings
+from navigation.runner import FlowRunner
+from navigation.steps import default_registry
+
+ops = stream_logger("operational", __name__)
+
+RESUME_WAIT = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    batch_path: str | None
+    settings: Settings
+    resume: str | None = None
+    skip_invalid: bool = False
+    credentials_path: str | None = None
+    settings_source: str = "defaults"
+
+
+@dataclass(slots=True)
+class PreparedRun:
+    run_id: str
+    run_dir: Path
+    store_path: str
+    batch: Batch
+    job_ids: list[str]
+    mode: str
+    seed: int
+    resumed: bool
+
+
+def new_run_id() -> str:
+    return time.strftime("r%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
+
+
+def store_path(settings: Settings) -> str:
+    return os.path.join(settings.state_dir, "results.sqlite")
+
+
+def prepare(req: RunRequest) -> PreparedRun:
+    """Validate the batch and record the run (or pick up the one to resume)."""
+    s = req.settings
+    os.makedirs(s.state_dir, exist_ok=True)
+    path = store_path(s)
+    with ResultsStore(path) as store:
+        if req.resume:
+            run_id = store.latest_run_id() if req.resume == "last" else req.resume
+            if run_id is None:
+                raise ResultsStoreError(f"nothing to resume: no runs in {path}")
+            rec = store.run(run_id)
+            batch = load_batch(rec.batch, strategies=default_registry(), legacy=REGISTRY,
+                               skip_invalid=bool(rec.settings.get("skip_invalid")))
+            run_dir = Path(rec.run_dir)
+            lock = filelock.FileLock(str(run_dir / "supervisor.lock"))
+            try:
+                lock.acquire(timeout=RESUME_WAIT)  # every process of the interrupted run has exited
+            except filelock.Timeout as exc:
+                raise ConfigError(f"run {run_id} is still running (its supervisor lock is held)") from exc
+            lock.release()
+            closed = store.close_open_attempts(run_id, None, outcome="interrupted",
+                                               error="supervisor stopped before the attempt ended")
+            pending = store.pending_job_ids(run_id)
+            store.set_run_status(run_id, "running")
+            ops.info("run resumed", extra={"event": "resume", "run_id": run_id, "pending": len(pending),
+                                           "closed_attempts": closed})
+            mode = req.settings.mode
+            seed = s.seed or cohort_seed(0, run_id) & 0xFFFFFFFF
+            return PreparedRun(run_id, run_dir, path, batch, pending, mode, seed, True)
+        if not req.batch_path:
+            raise ConfigError("a batch file is required (or --resume RUN_ID)")
+        batch = load_batch(req.batch_path, strategies=default_registry(), legacy=REGISTRY,
+                           skip_invalid=req.skip_invalid)
+        run_id = new_run_id()
+        run_dir = Path(s.state_dir) / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        store.create_run(run_id, batch=os.path.abspath(req.batch_path), mode=s.mode,
+                         workers=1 if s.mode == "legacy" else s.effective_workers, run_dir=str(run_dir),
+                         jobs=[(j.id, j.line, j.flow_key, j.spec()) for j in batch.jobs],
+                         settings={"skip_invalid": req.skip_invalid, "mode": s.mode})
+        seed = s.seed or cohort_seed(0, run_id) & 0xFFFFFFFF
+        return PreparedRun(run_id, run_dir, path, batch, [j.id for j in batch.jobs], s.mode, seed, False)
+
+
+def execute(req: RunRequest, prepared: PreparedRun,
+            on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
+    s = req.settings
+    run_dir = prepared.run_dir
+    sinks = streams.install(run_dir)
+    lock = filelock.FileLock(str(run_dir / "supervisor.lock"))
+    lock.acquire(timeout=0)
+    started = time.monotonic()
+    try:
+        with bind(run_id=prepared.run_id, correlation_id=prepared.run_id, worker="supervisor"):
+            ops.info("run started", extra={"event": "run_started", "mode": prepared.mode, "jobs": len(prepared.job_ids),
+                                           "resumed": prepared.resumed, "batch": prepared.batch.path,
+                                           "settings_source": req.settings_source,
+                                           "settings": dataclasses.asdict(s)})
+            if prepared.mode == "legacy":
+                summary = _run_sequential(req, prepared, on_progress)
+            else:
+                summary = _run_parallel(req, prepared, on_progress)
+            summary.elapsed_s = time.monotonic() - started
+            with ResultsStore(prepared.store_path) as store:
+                counts = store.counts(prepared.run_id)
+                summary.outcomes = {"passed": counts["passed"], "failed": counts["failed"],
+                                    "pending": counts["pending"]}
+                store.finish_run(prepared.run_id, summary.status)
+            done = sum(w["jobs"] for w in summary.per_worker.values())
+            summary.throughput = done / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
+            for w in summary.per_worker.values():
+                w["jobs_per_s"] = w["jobs"] / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
+            lost = sinks.lost()
+            for k, v in summary.telemetry_lost.items():
+                lost[k] = lost.get(k, 0) + v
+            summary.telemetry_lost = lost
+            ops.info("run finished", extra={"event": "run_finished", "status": summary.status,
+                                            **{f"jobs_{k}": v for k, v in summary.outcomes.items()}})
+            (run_dir / "summary.txt").write_text("\n".join(summary.lines()) + "\n", encoding="utf-8")
+            return summary
+    finally:
+        lock.release()
+        sinks.close()
+
+
+def _run_parallel(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSummary:
+    s = req.settings
+    sup = Supervisor(settings=s, batch=prepared.batch, run_id=prepared.run_id, run_dir=prepared.run_dir,
+                     state_dir=s.state_dir, store_path=prepared.store_path, job_ids=prepared.job_ids,
+                     seed=prepared.seed, credentials_path=req.credentials_path, on_progress=on_progress)
+    out = sup.run()
+    agg = out.contention.aggregate
+    return RunSummary(
+        run_id=prepared.run_id, status=out.status, mode="parallel", workers=sup.workers_n, elapsed_s=0.0,
+        outcomes={}, retries=out.progress.retries, per_flow=flow_stats(out.reports), per_worker=out.per_worker,
+        throughput=0.0, restarts=out.progress.restarts, lost_attempts=out.lost_attempts,
+        reclaimed_slots=out.reclaimed_slots, duplicates=out.duplicates,
+        unowned_uses=out.table_totals.unowned_uses,  # the table counts every event; worker rows break it down
+        invalid_transitions=out.table_totals.invalid_transitions,
+        lock_wait={"count": agg.lock_wait.count, "p99_ms": agg.lock_wait.p99 * 1000,
+                   "max_ms": agg.lock_wait.max * 1000},
+        telemetry_lost=out.telemetry_lost)
+
+
+@contextlib.contextmanager
+def sequential_executor(settings: Settings, run_id: str, run_dir: Path, batch: Batch, seed: int,
+                        credentials_path: str | None, store: ResultsStore) -> Iterator[JobExecutor]:
+    """The legacy path's executor: this process, one browser, no shared-memory table.
+
+    Shared by ``--mode legacy`` and the soak's rollback drill, so the drill
+    switches to exactly the path an operator would roll back to.
+    """
+    s = settings
+    credentials = CredentialStore.load(credentials_path or None)
+    with BrowserLifecycle(LifecycleSettings(recycle_after_jobs=s.recycle_after_jobs,
+                                            max_rss_bytes=s.max_browser_rss_mb * 1024 * 1024),
+                          cohort="legacy", seed=seed) as lifecycle:
+        yield JobExecutor(
+            run_id=run_id, run_dir=run_dir, state_dir=s.state_dir, batch=batch,
+            store=store, lifecycle=lifecycle, runner=FlowRunner(default_registry(), resolve_secret=credentials.resolve),
+            legacy=REGISTRY, credentials=credentials, coordination=NoCoordination(), worker_name="legacy",
+            retry_profile=BackoffProfile(base=s.retry_base, cap=s.retry_cap, max_attempts=21, jitter=s.retry_jitter),
+            seed=seed, isolation=s.job_isolation)
+
+
+def _run_sequential(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSummary:
+    """The rollback path: this process, one browser, jobs in batch order."""
+    progress = Progress(total=len(prepared.job_ids))
+    reports: list[JobReport] = []
+    status = "completed"
+    with ResultsStore(prepared.store_path) as store, sequential_executor(
+            req.settings, prepared.run_id, prepared.run_dir, prepared.batch, prepared.seed,
+            req.credentials_path, store) as executor:
+        busy = 0.0
+        try:
+            for job_id in prepared.job_ids:
+                t0 = time.monotonic()
+                with bind(worker="legacy", session="s0"):
+                    report = executor.run(prepared.batch.job(job_id))
+                busy += time.monotonic() - t0
+                reports.append(report)
+                progress.done += 1
+                progress.passed += report.outcome == "passed"
+                progress.failed += report.outcome != "passed"
+                progress.retries += report.retries
+                if on_progress is not None:
+                    on_progress(progress)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            store.close_open_attempts(prepared.run_id, None, outcome="interrupted", error="interrupted")
+    return RunSummary(run_id=prepared.run_id, status=status, mode="legacy", workers=1, elapsed_s=0.0, outcomes={},
+                      retries=progress.retries, per_flow=flow_stats(reports),
+                      per_worker={"legacy": {"jobs": len(reports), "busy_s": busy}}, throughput=0.0)
+
+
+__all__ = ["RunRequest", "PreparedRun", "prepare", "execute", "new_run_id", "store_path", "sequential_executor"]

@@ -1,0 +1,478 @@
+"""The supervisor: forks workers, hands out jobs, watches them, drains on a signal.
+
+Shaped like gunicorn's arbiter: one loop (:meth:`Supervisor.loop_once`),
+signal handlers that only set a flag, and named methods for each duty —
+``spawn_worker``, ``reap_worker`` (a worker's process sentinel fired),
+``murder_stalled`` (heartbeat or job deadline missed).  Messages from
+workers are dispatched by name to ``msg_<name>`` methods, pytest-xdist
+style; which job goes to which idle worker is :class:`FifoScheduler`'s
+business, kept separate.
+
+Recovery rules: a dead worker's open attempt is closed as ``lost``, its
+session slot is reclaimed with a new epoch (audit record), its job goes
+back to the front of the queue (at most ``MAX_LOST`` times, then it fails),
+and a replacement worker is forked.  SIGTERM/SIGINT start a drain: no new
+jobs, in-flight jobs get ``drain_grace`` seconds, then their workers are
+stopped and their attempts recorded as ``interrupted`` (no final outcome,
+so ``--resume`` runs them again).
+"""
+from __future__ import annotations
+
+import collections
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from coordination import ContentionTelemetry, OwnershipTable, reclaim_dead
+from coordination.telemetry_context import bind, stream_logger
+from engine.records.batch import Batch
+from engine.config import Settings
+from engine.execution.executor import JobReport
+from engine.records.store import ResultsStore
+from engine.execution.worker import WorkerSpec, worker_main
+
+ops = stream_logger("operational", __name__)
+audit = stream_logger("audit", __name__)
+domain = stream_logger("domain", __name__)
+
+MAX_LOST = 3
+MAX_RESTARTS = 50
+JOB_DEADLINE_GRACE = 30.0
+
+
+class Scheduler(Protocol):
+    """Which job an idle worker gets next; ``len`` is how many are waiting."""
+
+    def next_job(self, *prefer: Callable[[str], bool], fallback: bool = True) -> str | None: ...
+    def requeue(self, job_id: str) -> None: ...
+    def __len__(self) -> int: ...
+
+
+class SupervisorHooks:
+    """Callbacks a caller (the soak) plugs into the loop; the defaults do nothing."""
+
+    def on_report(self, sup: "Supervisor", report: JobReport, worker: str, seconds: float) -> None:
+        return
+
+    def on_tick(self, sup: "Supervisor") -> None:
+        return
+
+    def on_finish(self, sup: "Supervisor") -> None:
+        """Called once the loop is over, before workers are stopped and shared memory is unlinked."""
+        return
+
+
+class FifoScheduler:
+    """Jobs in batch order; a re-queued job goes to the front."""
+
+    def __init__(self, job_ids: list[str]) -> None:
+        self._queue: collections.deque[str] = collections.deque(job_ids)
+
+    def next_job(self, *prefer: Callable[[str], bool], fallback: bool = True) -> str | None:
+        return take_preferred(self._queue, *prefer, fallback=fallback)
+
+    def requeue(self, job_id: str) -> None:
+        self._queue.appendleft(job_id)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+AFFINITY_LOOKAHEAD = 32
+
+
+def take_preferred(queue: "collections.deque[str]", *prefer: Callable[[str], bool],
+                   fallback: bool = True) -> str | None:
+    """The first queued job the first predicate likes among the next few, else the second's ..., else the head.
+
+    The lookahead is bounded, and the head is taken when no predicate likes
+    anything in it, so a job can be passed over only while others wait
+    behind it.  ``fallback=False``: None instead of the head.
+    """
+    if not queue:
+        return None
+    for wanted in prefer:
+        for i, job_id in enumerate(queue):
+            if i >= AFFINITY_LOOKAHEAD:
+                break
+            if wanted(job_id):
+                del queue[i]
+                return job_id
+    return queue.popleft() if fallback else None
+
+
+@dataclass(slots=True)
+class WorkerHandle:
+    index: int
+    process: mp.process.BaseProcess
+    conn: Connection
+    job: str | None = None
+    job_started: float = 0.0
+    jobs_done: int = 0
+    busy_seconds: float = 0.0
+    forced_reconnects: int = 0
+    credential: str | None = None  # of the last job: its profile is what the worker's browser has open
+
+
+@dataclass(slots=True)
+class Progress:
+    total: int
+    done: int = 0
+    passed: int = 0
+    failed: int = 0
+    retries: int = 0
+    running: int = 0
+    restarts: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    run_id: str
+    status: str  # completed | interrupted
+    progress: Progress
+    reports: list[JobReport]
+    per_worker: dict[str, dict[str, float]]
+    lost_attempts: int
+    reclaimed_slots: int
+    duplicates: int
+    contention: Any
+    table_totals: Any
+    telemetry_lost: dict[str, int]
+
+
+class Supervisor:
+    def __init__(self, *, settings: Settings, batch: Batch, run_id: str, run_dir: Path, state_dir: str,
+                 store_path: str, job_ids: list[str], seed: int, credentials_path: str | None,
+                 on_progress: Callable[[Progress], None] | None = None, scheduler: Scheduler | None = None,
+                 hooks: SupervisorHooks | None = None, keep_reports: bool = True) -> None:
+        self.settings = settings
+        self.batch = batch
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.state_dir = state_dir
+        self.store_path = store_path
+        self.seed = seed
+        self.credentials_path = credentials_path
+        self.on_progress = on_progress
+        self.workers_n = settings.effective_workers
+        self.scheduler: Scheduler = scheduler if scheduler is not None else FifoScheduler(job_ids)
+        self._own_scheduler = scheduler is None
+        self.hooks = hooks or SupervisorHooks()
+        self.progress = Progress(total=len(job_ids))
+        self.workers: dict[int, WorkerHandle] = {}
+        self._deferred: dict[int, WorkerHandle] = {}  # idle workers waiting for a credential to come free
+        self.reports: list[JobReport] = []
+        # A soak folds reports into bounded histograms (its hooks) and must not also keep every one.
+        self.keep_reports = keep_reports
+        self.lost: dict[str, int] = collections.defaultdict(int)
+        self.lost_attempts = 0
+        self.reclaimed = 0
+        self.duplicates = 0
+        self.drain_requested = False
+        self.drain_deadline: float | None = None
+        self.per_worker: dict[str, dict[str, float]] = {}
+        self.telemetry_lost: dict[int, dict[str, int]] = {}  # per worker pid: cumulative losses
+        self._ctx = mp.get_context("fork")
+        self._beats = self._ctx.RawArray("d", self.workers_n)
+        self._store: ResultsStore | None = None
+        self._table: OwnershipTable | None = None
+        self._telemetry: ContentionTelemetry | None = None
+
+    # -- signals ---------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.drain_requested:
+            self.drain_deadline = time.monotonic()  # a second signal: stop now
+        self.drain_requested = True
+
+    # -- main ------------------------------------------------------------------
+
+    def run(self) -> RunOutcome:
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        self._store = ResultsStore(self.store_path)
+        self._table = OwnershipTable.create(self.run_dir, slots=self.workers_n)
+        self._telemetry = ContentionTelemetry.create(self.run_dir, workers=self.workers_n)
+        status = "completed"
+        try:
+            with bind(run_id=self.run_id, correlation_id=self.run_id, worker="supervisor"):
+                ops.info("supervisor started", extra={"event": "supervisor_started", "workers": self.workers_n,
+                                                      "jobs": self.progress.total, "pid": os.getpid()})
+                # A caller's scheduler (the soak's) is open-ended: its length says nothing about the work ahead.
+                wanted = (min(self.workers_n, max(1, self.progress.total)) if self._own_scheduler
+                          else self.workers_n)
+                for i in range(wanted):
+                    self.spawn_worker(i)
+                last_progress = 0.0
+                while self.workers:
+                    if not self.drain_requested and not len(self.scheduler) and not self._busy():
+                        break
+                    self.loop_once()
+                    self.hooks.on_tick(self)
+                    if self.drain_requested:
+                        status = "interrupted"
+                        if not self._drain_step():
+                            break
+                    now = time.monotonic()
+                    if self.on_progress is not None and now - last_progress >= 0.5:
+                        last_progress = now
+                        self.on_progress(self.progress)
+                self.hooks.on_finish(self)
+                self.stop_workers()
+                contention = self._telemetry.snapshot()
+                totals = self._table.totals()
+                ops.info("supervisor finished", extra={"event": "supervisor_finished", "status": status,
+                                                       "done": self.progress.done})
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            self._kill_all()
+            self._table.close()
+            self._table.unlink()
+            self._telemetry.close()
+            self._telemetry.unlink()
+            self._store.close()
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+        lost: dict[str, int] = {}
+        for per_stream in self.telemetry_lost.values():
+            for stream, n in per_stream.items():
+                lost[stream] = lost.get(stream, 0) + n
+        return RunOutcome(self.run_id, status, self.progress, self.reports, self.per_worker, self.lost_attempts,
+                          self.reclaimed, self.duplicates, contention, totals, lost)
+
+    def loop_once(self) -> None:
+        """Wait for one batch of worker messages or deaths and handle them; then check deadlines."""
+        handles = list(self.workers.values())
+        waitables: list[Any] = [h.conn for h in handles] + [h.process.sentinel for h in handles]
+        for ready in wait(waitables, timeout=0.25):
+            handle = next((h for h in handles if ready is h.conn or ready == h.process.sentinel), None)
+            if handle is None or self.workers.get(handle.index) is not handle:
+                continue  # already reaped in this round
+            if ready is handle.conn:
+                try:
+                    msg = handle.conn.recv()
+                except (EOFError, ConnectionResetError):
+                    self.reap_worker(handle)
+                    continue
+                getattr(self, f"msg_{msg[0]}")(handle, *msg[1:])
+            else:
+                self.reap_worker(handle)
+        self.murder_stalled()
+
+    # -- worker messages -----------------------------------------------------------
+
+    def msg_ready(self, handle: WorkerHandle, _index: int) -> None:
+        if self.drain_requested:
+            self._send(handle, ("stop",))
+            return
+        # Credential affinity, in order of preference:
+        # 1. a job for the credential whose profile this worker's browser has open (no browser restart),
+        #    unless another worker is running a job for it right now (this one would only wait on the lock);
+        # 2. a job without a credential, or for one no other worker has open: no restart elsewhere, no wait;
+        # 3. the head of the queue, so nothing starves when only contended jobs are left.
+        # A credential open in another worker that is idle for an instant still counts as theirs:
+        # taking it would make both browsers switch profiles.
+        last = handle.credential
+        others = [h for h in self.workers.values() if h is not handle]
+        running = {h.credential for h in others if h.job is not None and h.credential is not None}
+        opened = {h.credential for h in others if h.credential is not None}
+
+        def same_profile(job_id: str) -> bool:
+            cred = self.batch.job(job_id).credential
+            return cred is not None and cred == last and cred not in running
+
+        def free(job_id: str) -> bool:
+            cred = self.batch.job(job_id).credential
+            return cred is None or cred not in opened
+
+        job_id = self.scheduler.next_job(same_profile, free, fallback=False)
+        if job_id is None and opened and len(self.scheduler):
+            # Every job in reach needs a credential whose profile another live worker has open: that
+            # worker takes them in turn, while this one would switch profiles only to wait on the
+            # credential's lock.  It waits for the next report (or death) instead.
+            self._deferred[handle.index] = handle
+            return
+        if job_id is None:
+            job_id = self.scheduler.next_job()
+        if job_id is None:
+            self._send(handle, ("stop",))
+            return
+        handle.job, handle.job_started = job_id, time.monotonic()
+        handle.credential = self.batch.job(job_id).credential
+        self.progress.running = self._busy()
+        ops.info("job assigned", extra={"event": "job_assigned", "job_id": job_id, "worker_index": handle.index,
+                                        "correlation_id": f"{self.run_id}/{job_id}", "worker": f"w{handle.index}",
+                                        "session": f"s{handle.index}",
+                                        "queued": len(self.scheduler)})
+        self._send(handle, ("job", job_id))
+
+    def msg_done(self, handle: WorkerHandle, _index: int, report: JobReport, forced_reconnects: int,
+                 seconds: float, telemetry_lost: dict[str, int]) -> None:
+        handle.job = None
+        self.telemetry_lost[handle.process.pid] = telemetry_lost
+        handle.jobs_done += 1
+        handle.busy_seconds += seconds
+        handle.forced_reconnects = forced_reconnects
+        if self.keep_reports:
+            self.reports.append(report)
+        p = self.progress
+        p.done += 1
+        p.retries += report.retries
+        p.passed += report.outcome == "passed"
+        p.failed += report.outcome != "passed"
+        p.running = self._busy()
+        self.duplicates += report.duplicate
+        w = self.per_worker.setdefault(f"w{handle.index}", {"jobs": 0, "busy_s": 0.0})
+        w["jobs"] += 1
+        w["busy_s"] += seconds
+        self.hooks.on_report(self, report, f"w{handle.index}", seconds)
+        self._redispatch()
+
+    # -- duties -------------------------------------------------------------------
+
+    def spawn_worker(self, index: int) -> WorkerHandle:
+        parent_conn, child_conn = self._ctx.Pipe()
+        spec = WorkerSpec(index, self.run_id, str(self.run_dir), self.state_dir, self.store_path, self.settings,
+                          self.seed, self.credentials_path)
+        inherited = tuple(h.conn for h in self.workers.values()) + (parent_conn,)
+        proc = self._ctx.Process(target=worker_main, args=(spec, child_conn, self._beats, self.batch, inherited),
+                                 name=f"drover-w{index}", daemon=False)
+        self._beats[index] = time.time()
+        proc.start()
+        child_conn.close()
+        handle = WorkerHandle(index, proc, parent_conn)
+        self.workers[index] = handle
+        ops.info("worker spawned", extra={"event": "worker_spawned", "worker_index": index, "pid": proc.pid})
+        return handle
+
+    def reap_worker(self, handle: WorkerHandle) -> None:
+        """A worker died: close its attempt, reclaim its slot, re-queue its job, replace it."""
+        proc = handle.process
+        proc.join(5)
+        del self.workers[handle.index]
+        handle.conn.close()
+        job = handle.job
+        code = proc.exitcode
+        clean = code == 0 and job is None
+        if not clean:
+            # Under the lost attempt's correlation id, so `trace` shows the death inside that attempt's chain.
+            cid = self.run_id if job is None else f"{self.run_id}/{job}/a{self._store.next_attempt(self.run_id, job) - 1}"
+            ops.error("worker died", extra={"event": "worker_died", "worker_index": handle.index, "pid": proc.pid,
+                                            "exit_code": code, "job_id": job, "correlation_id": cid})
+        reclaimed = reclaim_dead(self._table, on_reclaim=None)
+        for r in reclaimed:
+            self.reclaimed += 1
+            audit.warning("session slot reclaimed from dead worker", extra={
+                "event": "slot_reclaimed", "slot": r.slot, "dead_pid": r.dead_pid,
+                "dead_worker": r.dead_worker, "old_epoch": r.old_epoch, "new_epoch": r.new_epoch,
+                "from_state": r.from_state.name})
+        if job is not None:
+            self.progress.running = self._busy()
+            closed = self._store.close_open_attempts(self.run_id, job, outcome="lost",
+                                                     error=f"worker w{handle.index} died (exit {code})")
+            self.lost_attempts += closed
+            self.lost[job] += 1
+            if self.lost[job] < MAX_LOST and not self.drain_requested:
+                self.scheduler.requeue(job)
+                domain.warning("job re-queued after its worker died", extra={
+                    "event": "job_requeued", "job_id": job, "lost": self.lost[job]})
+            elif not self.drain_requested:
+                self._store.record_outcome(self.run_id, job, outcome="failed", attempts=self.lost[job],
+                                           worker="supervisor", category="cdp",
+                                           error=f"worker died {self.lost[job]} times running this job")
+                self.progress.done += 1
+                self.progress.failed += 1
+        self._redispatch()  # the dead worker's credential is no longer open anywhere
+        if not clean and not self.drain_requested and (len(self.scheduler) or self._busy()):
+            if self.progress.restarts >= MAX_RESTARTS:
+                ops.error("worker restart limit reached", extra={"event": "restart_limit"})
+                return
+            self.progress.restarts += 1
+            self.spawn_worker(handle.index)
+
+    def murder_stalled(self) -> None:
+        """Kill workers whose heartbeat stopped or whose job ran past its deadline."""
+        now, mono = time.time(), time.monotonic()
+        for h in list(self.workers.values()):
+            reason = None
+            if now - self._beats[h.index] > self.settings.heartbeat_timeout:
+                reason = f"no heartbeat for {now - self._beats[h.index]:.1f}s"
+            elif h.job is not None:
+                limit = self.batch.job(h.job).timeout * (1 + self.batch.job(h.job).retries) + JOB_DEADLINE_GRACE
+                if mono - h.job_started > limit:
+                    reason = f"job {h.job} ran past {limit:.0f}s"
+            if reason is not None and h.process.is_alive():
+                ops.error("killing stalled worker", extra={"event": "worker_killed", "worker_index": h.index,
+                                                           "reason": reason})
+                os.kill(h.process.pid, signal.SIGKILL)
+
+    def _drain_step(self) -> bool:
+        """One step of a drain; False when the drain is over."""
+        if self.drain_deadline is None:
+            self.drain_deadline = time.monotonic() + self.settings.drain_grace
+            ops.warning("drain requested: no new jobs", extra={"event": "drain", "in_flight": self._busy(),
+                                                                "grace_s": self.settings.drain_grace})
+        if not self._busy():
+            return False
+        if time.monotonic() >= self.drain_deadline:
+            for h in list(self.workers.values()):
+                if h.job is not None:
+                    # Stop the worker first, so it cannot record an outcome over the interruption.
+                    if h.process.is_alive():
+                        h.process.kill()
+                    h.process.join(5)
+                    self._store.close_open_attempts(self.run_id, h.job, outcome="interrupted",
+                                                    error="drain grace expired")
+                    domain.warning("job interrupted by drain", extra={"event": "job_interrupted", "job_id": h.job,
+                                                                      "worker": f"w{h.index}"})
+                    h.job = None
+            return False
+        return True
+
+    def stop_workers(self) -> None:
+        deadline = time.monotonic() + 10
+        for h in list(self.workers.values()):
+            if h.job is None and h.process.is_alive():
+                self._send(h, ("stop",))
+        for h in list(self.workers.values()):
+            if h.job is not None and h.process.is_alive():
+                h.process.terminate()
+        for h in list(self.workers.values()):
+            h.process.join(max(0.1, deadline - time.monotonic()))
+
+    def _kill_all(self) -> None:
+        for h in list(self.workers.values()):
+            if h.process.is_alive():
+                h.process.kill()
+            h.process.join(5)
+            h.conn.close()
+        self.workers.clear()
+
+    def _redispatch(self) -> None:
+        """Offer work again to workers that were waiting for a contended credential to come free."""
+        waiting = [h for i, h in self._deferred.items() if self.workers.get(i) is h]
+        self._deferred.clear()
+        for h in waiting:
+            self.msg_ready(h, h.index)
+
+    def _busy(self) -> int:
+        return sum(1 for h in self.workers.values() if h.job is not None)
+
+    def _send(self, handle: WorkerHandle, msg: tuple) -> None:
+        try:
+            handle.conn.send(msg)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            ops.warning("worker pipe closed", extra={"event": "pipe_closed", "worker_index": handle.index})
+
+
+__all__ = ["Supervisor", "Scheduler", "SupervisorHooks", "FifoScheduler", "Progress", "RunOutcome", "WorkerHandle"]
