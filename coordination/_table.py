@@ -189,16 +189,25 @@ class OwnershipTable:
     # -- lifecycle -------------------------------------------------------------
     @classmethod
     def create(
-        cls, directory: str | os.PathLike[str], slots: int, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+        cls, directory: str | os.PathLike[str], slots: int, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        epoch_floor: int = 0,
     ) -> "OwnershipTable":
-        """Create the table of ``directory`` with ``slots`` free slots (cleans a crashed run's table first)."""
+        """Create the table of ``directory`` with ``slots`` free slots (cleans a crashed run's table first).
+
+        ``epoch_floor``: every slot starts there, so the first claim gets
+        ``epoch_floor + 1``.  A caller whose run outlives one table (a
+        resume after a crash) passes a floor above every epoch it has
+        handed out before, so fencing tokens only ever rise for the run.
+        """
         if not 1 <= slots <= 65536:
             raise ValueError(f"slots must be 1..65536, got {slots}")
+        if epoch_floor < 0:
+            raise ValueError(f"epoch_floor must be >= 0, got {epoch_floor}")
         seg = Segment.create(directory, L.KIND_OWNERSHIP, slots, L.ownership_size(slots))
         table = cls(seg, lock_timeout)
         now = time.time()
         for i in range(slots):
-            table._write(i, 0, 0, 0.0, L.NO_WORKER, 0, SlotState.FREE, 0.0, now, b"")
+            table._write(i, 0, epoch_floor, 0.0, L.NO_WORKER, 0, SlotState.FREE, 0.0, now, b"")
         return table
 
     @classmethod

@@ -7,6 +7,8 @@
         ├── ConfigError              input        a config file that does not parse or holds bad values
         ├── BatchInputError          input        bad batch lines (names file and line numbers)
         ├── ResultsStoreError        persistence  SQLite results store failures
+        │   └── StaleLease           persistence  a write with an epoch below its fence (refused, counted)
+        ├── StateBusy                input        another run or soak holds the state directory
         ├── ReportError              persistence  the evidence package could not be written
         │   └── ReportInputError     input        no readable summary.json in the run directory
         ├── ReadinessError           persistence  the readiness verdict or a baseline could not be written
@@ -32,6 +34,29 @@ class BatchInputError(EngineError):
 
 class ResultsStoreError(EngineError):
     category = "persistence"
+
+
+class StaleLease(ResultsStoreError):
+    """A write whose lease epoch is below the fence of its resource: its writer was written off.
+
+    The fencing token check of the results store: a worker that outlived
+    its supervisor (or whose slot was reclaimed) can no longer record
+    anything.  Keeps its facts as attributes; it survives pickling through
+    :meth:`DroverError.__reduce__`, like every Drover error.
+    """
+
+    def __init__(self, *, job_id: str, attempt: int, resource: str, epoch: int, fence: int | None,
+                 write: str, reason: str = "epoch below fence") -> None:
+        self.job_id, self.attempt, self.resource = job_id, attempt, resource
+        self.epoch, self.fence, self.write, self.reason = epoch, fence, write, reason
+        super().__init__(f"stale {write} of {job_id!r} attempt {attempt} refused: {reason} "
+                         f"({resource} epoch {epoch}, fence {fence})")
+
+
+class StateBusy(EngineError):
+    """Another run or soak holds the state directory's lock."""
+
+    category = "input"
 
 
 class ReportError(EngineError):
@@ -62,5 +87,6 @@ class TelemetryError(EngineError):
     category = "telemetry"
 
 
-__all__ = ["EngineError", "ConfigError", "BatchInputError", "ResultsStoreError", "ReportError", "ReportInputError",
+__all__ = ["EngineError", "ConfigError", "BatchInputError", "ResultsStoreError", "StaleLease", "StateBusy",
+           "ReportError", "ReportInputError",
            "ReadinessError", "ReadinessInputError", "TelemetryError"]

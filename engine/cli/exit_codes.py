@@ -7,7 +7,7 @@ EXIT_JOB_FAILURES = 1  # the run completed but some jobs failed
 EXIT_INPUT = 2         # invalid input: batch, flow, config, arguments (argparse also uses 2)
 EXIT_INTERNAL = 3      # Drover or its environment failed (browser, store, coordination)
 EXIT_NO_GO = 4         # readiness / SLO verdict: no-go
-EXIT_BUSY = 5          # another soak holds the state directory (could not start)
+EXIT_BUSY = 5          # another run or soak holds the state directory (nothing started)
 EXIT_ABORTED = 6       # a soak halted by a critical alert (diagnostic file written)
 EXIT_INTERRUPTED = 130  # SIGINT/SIGTERM drained the run
 

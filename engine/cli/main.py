@@ -16,7 +16,8 @@ from types import ModuleType
 
 from coordination.errors import DroverError
 from engine.cli.console import Console
-from engine.cli.exit_codes import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED
+from engine.cli.exit_codes import EXIT_BUSY, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED
+from engine.errors import StateBusy
 
 COMMANDS: tuple[str, ...] = ("demo", "health", "validate", "replay", "config", "run", "results", "trace", "monitor",
                              "soak", "report", "readiness")
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     except KeyboardInterrupt:
         console.error("interrupted")
         return EXIT_INTERRUPTED
+    except StateBusy as exc:  # another run or soak holds the state directory: nothing was started
+        console.error(f"[busy] {exc}")
+        return EXIT_BUSY
     except DroverError as exc:
         console.error(f"[{type(exc).category}] {exc}")
         return EXIT_INPUT if type(exc).category == "input" else EXIT_INTERNAL

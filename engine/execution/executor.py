@@ -8,7 +8,9 @@ meaningful.
 
 Ordering invariant: the final outcome is committed to SQLite *inside* the
 credential lock and session ownership, so both are released only after
-the outcome is durable.
+the outcome is durable; it is committed in the same transaction as the
+attempt's end, under the attempt's lease (a stale lease is refused by the
+store and stops the caller: see :class:`~engine.errors.StaleLease`).
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from coordination.backoff import Backoff, BackoffProfile, cohort_seed
 from coordination.errors import DroverError
 from coordination.telemetry_context import bind, current, stream_logger
 from engine.records.batch import Batch, Job
-from engine.records.store import DuplicateOutcome, ResultsStore
+from engine.errors import StaleLease
+from engine.records.store import DuplicateOutcome, Lease, ResultsStore
 from navigation.cdp import CDPConnection
 from navigation.credentials import CredentialStore
 from navigation.errors import NavigationError
@@ -35,18 +38,29 @@ from navigation.runner import FlowResult, FlowRunner
 domain = stream_logger("domain", __name__)
 perf = stream_logger("performance", __name__)
 ops = stream_logger("operational", __name__)
+audit = stream_logger("audit", __name__)
 
 RETRYABLE = frozenset({"cdp", "timeout", "navigation", "persistence", "telemetry"})
 
 
 class Coordination:
-    """Hooks the executor calls around an attempt (no-ops here; the worker plugs in the real ones)."""
+    """Hooks the executor calls around an attempt (no-ops here; the worker plugs in the real ones).
+
+    ``session()`` yields the :class:`Lease` every store write of the
+    attempt carries.  Here (the legacy path: one process, no table) it is
+    the resource ``legacy`` at the epoch of this supervisor lifetime (the
+    generation floor the caller got from the store), so even the rollback
+    path's writes are fenced against an earlier lifetime of the run.
+    """
+
+    def __init__(self, epoch: int = 0, resource: str = "legacy") -> None:
+        self.lease = Lease(resource, epoch)
 
     def credential(self, scope: str | None) -> ContextManager[float]:
         return contextlib.nullcontext(0.0)
 
-    def session(self) -> ContextManager[int]:
-        return contextlib.nullcontext(0)
+    def session(self) -> ContextManager[Lease]:
+        return contextlib.nullcontext(self.lease)
 
 
 NoCoordination = Coordination
@@ -147,21 +161,35 @@ class JobExecutor:
 
     def _attempt(self, job: Job, attempt: int, final_try: bool, job_started: float) -> JobReport | None:
         self._prepare_browser(job)
-        with self.coordination.credential(job.credential) as lock_wait, self.coordination.session() as epoch:
-            self.store.start_attempt(self.run_id, job.id, attempt, self.worker_name, epoch)
+        with self.coordination.credential(job.credential) as lock_wait, self.coordination.session() as lease:
+            self.store.start_attempt(self.run_id, job.id, attempt, self.worker_name, lease=lease)
             domain.info("attempt started", extra={"event": "attempt_started", "job_id": job.id, "attempt": attempt,
-                                                  "flow": job.flow_key, "epoch": epoch, **current()})
+                                                  "flow": job.flow_key, "epoch": lease.epoch, **current()})
             t0 = time.monotonic()
             result = self._run_flow(job, attempt)
             ms = (time.monotonic() - t0) * 1000
             retry = not result.ok and not final_try and (result.error_category or "navigation") in RETRYABLE
             outcome = "passed" if result.ok else ("retry" if retry else "failed")
-            self.store.end_attempt(
-                self.run_id, job.id, attempt, outcome=outcome, category=result.error_category, error=result.error,
-                duration_ms=ms, matched=result.matched_selectors,
-                steps=[{"key": s.timing_key, "type": s.type, "phase": s.phase, "ms": round(s.duration_ms, 3),
-                        "ok": s.ok, "matched": s.matched_selector} for s in result.steps],
-                artifacts=list(result.artifacts))
+            total_ms = (time.monotonic() - job_started) * 1000
+            duplicate = False
+            try:
+                # The attempt's end and (unless it retries) the job's final outcome: one transaction.
+                self.store.finish_attempt(
+                    self.run_id, job.id, attempt, lease, outcome=outcome, final=not retry, worker=self.worker_name,
+                    category=result.error_category, error=result.error, duration_ms=ms, job_duration_ms=total_ms,
+                    matched=result.matched_selectors,
+                    steps=[{"key": s.timing_key, "type": s.type, "phase": s.phase, "ms": round(s.duration_ms, 3),
+                            "ok": s.ok, "matched": s.matched_selector} for s in result.steps],
+                    artifacts=list(result.artifacts))
+            except DuplicateOutcome as exc:
+                duplicate = True
+                domain.error("duplicate outcome refused", extra={"event": "duplicate_outcome", "job_id": job.id,
+                                                                  "error": str(exc), **current()})
+            except StaleLease as exc:
+                audit.error("stale write refused by the store", extra={
+                    "event": "stale_write_refused", "job_id": job.id, "attempt": attempt,
+                    "resource": exc.resource, "epoch": exc.epoch, "fence": exc.fence, **current()})
+                raise
             perf.info("attempt timing", extra={"event": "attempt_timing", "job_id": job.id, "attempt": attempt,
                                                "flow": result.title, "duration_ms": round(ms, 3),
                                                "lock_wait_ms": round(lock_wait * 1000, 3), "ok": result.ok,
@@ -171,16 +199,6 @@ class JobExecutor:
                     "event": "attempt_failed", "job_id": job.id, "attempt": attempt,
                     "error_category": result.error_category, "error": result.error, **current()})
                 return None
-            duplicate = False
-            total_ms = (time.monotonic() - job_started) * 1000
-            try:
-                self.store.record_outcome(self.run_id, job.id, outcome=outcome, attempts=attempt,
-                                          worker=self.worker_name, category=result.error_category,
-                                          error=result.error, duration_ms=total_ms)
-            except DuplicateOutcome as exc:
-                duplicate = True
-                domain.error("duplicate outcome refused", extra={"event": "duplicate_outcome", "job_id": job.id,
-                                                                  "error": str(exc), **current()})
             domain.info("job finished", extra={"event": "job_finished", "job_id": job.id, "outcome": outcome,
                                                "attempts": attempt, "error_category": result.error_category,
                                                "duration_ms": round(total_ms, 3), **current()})

@@ -21,12 +21,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import filelock
 
 from coordination.backoff import BackoffProfile, cohort_seed
 from coordination.telemetry_context import bind, stream_logger
+from engine.records import statedir
 from engine.records.batch import Batch, load_batch
 from engine.config import Settings
 from engine.errors import ConfigError, ResultsStoreError
@@ -44,6 +45,7 @@ from navigation.steps import default_registry
 ops = stream_logger("operational", __name__)
 
 RESUME_WAIT = 300.0
+STATE_WAIT = 10.0  # a resume right after a crash: the dead run's last processes may still be exiting
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,13 @@ class PreparedRun:
     mode: str
     seed: int
     resumed: bool
+    state_lock: Any = None  # the state directory's lock, held until execute() (or the soak) is over
+
+    def release(self) -> None:
+        """Give the state directory back (execute() does this; a caller that stops early must)."""
+        if self.state_lock is not None:
+            self.state_lock.release()
+            self.state_lock = None
 
 
 def new_run_id() -> str:
@@ -73,51 +82,73 @@ def new_run_id() -> str:
 
 
 def store_path(settings: Settings) -> str:
-    return os.path.join(settings.state_dir, "results.sqlite")
+    return statedir.store_path(settings.state_dir)
 
 
 def prepare(req: RunRequest) -> PreparedRun:
-    """Validate the batch and record the run (or pick up the one to resume)."""
+    """Validate the batch, take the state directory and record the run (or pick up the one to resume).
+
+    A new run's batch is validated before anything is created: a rejected
+    batch leaves no state directory, store or lock file behind.
+    """
     s = req.settings
-    os.makedirs(s.state_dir, exist_ok=True)
+    if req.resume:
+        return _prepare_resume(req)
+    if not req.batch_path:
+        raise ConfigError("a batch file is required (or --resume RUN_ID)")
+    batch = load_batch(req.batch_path, strategies=default_registry(), legacy=REGISTRY,
+                       skip_invalid=req.skip_invalid)
+    lock = statedir.acquire_state(s.state_dir)
+    try:
+        path = store_path(s)
+        with ResultsStore(path) as store:
+            run_id = new_run_id()
+            run_dir = Path(statedir.runs_dir(s.state_dir)) / run_id
+            run_dir.mkdir(parents=True)
+            store.create_run(run_id, batch=os.path.abspath(req.batch_path), mode=s.mode,
+                             workers=1 if s.mode == "legacy" else s.effective_workers, run_dir=str(run_dir),
+                             jobs=[(j.id, j.line, j.flow_key, j.spec()) for j in batch.jobs],
+                             settings={"skip_invalid": req.skip_invalid, "mode": s.mode})
+    except BaseException:
+        lock.release()
+        raise
+    seed = s.seed or cohort_seed(0, run_id) & 0xFFFFFFFF
+    return PreparedRun(run_id, run_dir, path, batch, [j.id for j in batch.jobs], s.mode, seed, False, lock)
+
+
+def _prepare_resume(req: RunRequest) -> PreparedRun:
+    s = req.settings
     path = store_path(s)
+    if not os.path.isfile(path):
+        raise ResultsStoreError(f"nothing to resume: no results store at {path}")
     with ResultsStore(path) as store:
-        if req.resume:
-            run_id = store.latest_run_id() if req.resume == "last" else req.resume
-            if run_id is None:
-                raise ResultsStoreError(f"nothing to resume: no runs in {path}")
-            rec = store.run(run_id)
-            batch = load_batch(rec.batch, strategies=default_registry(), legacy=REGISTRY,
-                               skip_invalid=bool(rec.settings.get("skip_invalid")))
-            run_dir = Path(rec.run_dir)
-            lock = filelock.FileLock(str(run_dir / "supervisor.lock"))
-            try:
-                lock.acquire(timeout=RESUME_WAIT)  # every process of the interrupted run has exited
-            except filelock.Timeout as exc:
-                raise ConfigError(f"run {run_id} is still running (its supervisor lock is held)") from exc
-            lock.release()
+        run_id = store.latest_run_id() if req.resume == "last" else req.resume
+        if run_id is None:
+            raise ResultsStoreError(f"nothing to resume: no runs in {path}")
+        rec = store.run(run_id)
+    batch = load_batch(rec.batch, strategies=default_registry(), legacy=REGISTRY,
+                       skip_invalid=bool(rec.settings.get("skip_invalid")))
+    run_dir = Path(rec.run_dir)
+    lock = filelock.FileLock(str(run_dir / "supervisor.lock"))
+    try:
+        lock.acquire(timeout=RESUME_WAIT)  # every process of the interrupted run has exited
+    except filelock.Timeout as exc:
+        raise ConfigError(f"run {run_id} is still running (its supervisor lock is held)") from exc
+    lock.release()
+    state_lock = statedir.acquire_state(s.state_dir, wait=STATE_WAIT, what="resume")
+    try:
+        with ResultsStore(path) as store:
             closed = store.close_open_attempts(run_id, None, outcome="interrupted",
                                                error="supervisor stopped before the attempt ended")
             pending = store.pending_job_ids(run_id)
             store.set_run_status(run_id, "running")
-            ops.info("run resumed", extra={"event": "resume", "run_id": run_id, "pending": len(pending),
-                                           "closed_attempts": closed})
-            mode = req.settings.mode
-            seed = s.seed or cohort_seed(0, run_id) & 0xFFFFFFFF
-            return PreparedRun(run_id, run_dir, path, batch, pending, mode, seed, True)
-        if not req.batch_path:
-            raise ConfigError("a batch file is required (or --resume RUN_ID)")
-        batch = load_batch(req.batch_path, strategies=default_registry(), legacy=REGISTRY,
-                           skip_invalid=req.skip_invalid)
-        run_id = new_run_id()
-        run_dir = Path(s.state_dir) / "runs" / run_id
-        run_dir.mkdir(parents=True)
-        store.create_run(run_id, batch=os.path.abspath(req.batch_path), mode=s.mode,
-                         workers=1 if s.mode == "legacy" else s.effective_workers, run_dir=str(run_dir),
-                         jobs=[(j.id, j.line, j.flow_key, j.spec()) for j in batch.jobs],
-                         settings={"skip_invalid": req.skip_invalid, "mode": s.mode})
-        seed = s.seed or cohort_seed(0, run_id) & 0xFFFFFFFF
-        return PreparedRun(run_id, run_dir, path, batch, [j.id for j in batch.jobs], s.mode, seed, False)
+    except BaseException:
+        state_lock.release()
+        raise
+    ops.info("run resumed", extra={"event": "resume", "run_id": run_id, "pending": len(pending),
+                                   "closed_attempts": closed})
+    seed = s.seed or cohort_seed(0, run_id) & 0xFFFFFFFF
+    return PreparedRun(run_id, run_dir, path, batch, pending, req.settings.mode, seed, True, state_lock)
 
 
 def execute(req: RunRequest, prepared: PreparedRun,
@@ -159,6 +190,7 @@ def execute(req: RunRequest, prepared: PreparedRun,
     finally:
         lock.release()
         sinks.close()
+        prepared.release()
 
 
 def _run_parallel(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSummary:
@@ -190,13 +222,15 @@ def sequential_executor(settings: Settings, run_id: str, run_dir: Path, batch: B
     """
     s = settings
     credentials = CredentialStore.load(credentials_path or None)
+    generation = store.begin_generation(run_id, ["legacy"])  # fences off every earlier lifetime of the run
     with BrowserLifecycle(LifecycleSettings(recycle_after_jobs=s.recycle_after_jobs,
                                             max_rss_bytes=s.max_browser_rss_mb * 1024 * 1024),
                           cohort="legacy", seed=seed) as lifecycle:
         yield JobExecutor(
             run_id=run_id, run_dir=run_dir, state_dir=s.state_dir, batch=batch,
             store=store, lifecycle=lifecycle, runner=FlowRunner(default_registry(), resolve_secret=credentials.resolve),
-            legacy=REGISTRY, credentials=credentials, coordination=NoCoordination(), worker_name="legacy",
+            legacy=REGISTRY, credentials=credentials, coordination=NoCoordination(generation.epoch_floor),
+            worker_name="legacy",
             retry_profile=BackoffProfile(base=s.retry_base, cap=s.retry_cap, max_attempts=21, jitter=s.retry_jitter),
             seed=seed, isolation=s.job_isolation)
 

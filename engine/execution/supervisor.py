@@ -8,8 +8,14 @@ workers are dispatched by name to ``msg_<name>`` methods, pytest-xdist
 style; which job goes to which idle worker is :class:`FifoScheduler`'s
 business, kept separate.
 
+Every supervisor start (new run or resume) begins a new generation in the
+store: slot epochs start above every epoch the run has used, so the fencing
+token only rises over the life of a run.  Workers are forked with no SQLite
+connection open in this process (``ResultsStore.closed_for_fork``).
+
 Recovery rules: a dead worker's open attempt is closed as ``lost``, its
-session slot is reclaimed with a new epoch (audit record), its job goes
+session slot is reclaimed with a new epoch (audit record; the store's fence
+for the slot is raised to it), its job goes
 back to the front of the queue (at most ``MAX_LOST`` times, then it fails),
 and a replacement worker is forked.  SIGTERM/SIGINT start a drain: no new
 jobs, in-flight jobs get ``drain_grace`` seconds, then their workers are
@@ -33,7 +39,7 @@ from coordination.telemetry_context import bind, stream_logger
 from engine.records.batch import Batch
 from engine.config import Settings
 from engine.execution.executor import JobReport
-from engine.records.store import ResultsStore
+from engine.records.store import Generation, ResultsStore
 from engine.execution.worker import WorkerSpec, worker_main
 
 ops = stream_logger("operational", __name__)
@@ -185,6 +191,7 @@ class Supervisor:
         self._ctx = mp.get_context("fork")
         self._beats = self._ctx.RawArray("d", self.workers_n)
         self._store: ResultsStore | None = None
+        self.generation: Generation | None = None
         self._table: OwnershipTable | None = None
         self._telemetry: ContentionTelemetry | None = None
 
@@ -200,7 +207,12 @@ class Supervisor:
     def run(self) -> RunOutcome:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         self._store = ResultsStore(self.store_path)
-        self._table = OwnershipTable.create(self.run_dir, slots=self.workers_n)
+        # A new lifetime of the run: its epochs start above every epoch the run ever used (resumes included),
+        # and the store fences off every lease granted before.
+        generation = self._store.begin_generation(self.run_id, [f"slot:{i}" for i in range(self.workers_n)])
+        self.generation = generation
+        self._table = OwnershipTable.create(self.run_dir, slots=self.workers_n,
+                                            epoch_floor=generation.epoch_floor - 1)
         self._telemetry = ContentionTelemetry.create(self.run_dir, workers=self.workers_n)
         status = "completed"
         try:
@@ -345,10 +357,12 @@ class Supervisor:
         spec = WorkerSpec(index, self.run_id, str(self.run_dir), self.state_dir, self.store_path, self.settings,
                           self.seed, self.credentials_path)
         inherited = tuple(h.conn for h in self.workers.values()) + (parent_conn,)
-        proc = self._ctx.Process(target=worker_main, args=(spec, child_conn, self._beats, self.batch, inherited),
+        proc = self._ctx.Process(target=worker_main,
+                                 args=(spec, child_conn, self._beats, self.batch, inherited, os.getpid()),
                                  name=f"drover-w{index}", daemon=False)
         self._beats[index] = time.time()
-        proc.start()
+        with ResultsStore.closed_for_fork(self.store_path):  # no SQLite connection may cross fork()
+            proc.start()
         child_conn.close()
         handle = WorkerHandle(index, proc, parent_conn)
         self.workers[index] = handle
@@ -372,6 +386,7 @@ class Supervisor:
         reclaimed = reclaim_dead(self._table, on_reclaim=None)
         for r in reclaimed:
             self.reclaimed += 1
+            self._store.raise_fence(self.run_id, f"slot:{r.slot}", r.new_epoch)  # the dead holder's token is void
             audit.warning("session slot reclaimed from dead worker", extra={
                 "event": "slot_reclaimed", "slot": r.slot, "dead_pid": r.dead_pid,
                 "dead_worker": r.dead_worker, "old_epoch": r.old_epoch, "new_epoch": r.new_epoch,

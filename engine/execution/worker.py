@@ -6,13 +6,20 @@ index).  Every CDP command it sends first passes the ownership guard
 supervisor has already written off — its slot reclaimed with a new epoch —
 is refused at its very next send instead of racing its replacement.
 
-Heartbeat: a daemon thread stamps ``heartbeats[index]`` twice a second;
-it also notices when the supervisor is gone (parent pid changed) and
-makes the worker stop after its current job.
+Heartbeat: a daemon thread stamps ``heartbeats[index]`` twice a second.
+
+When the supervisor dies the worker dies with it, at once
+(``PR_SET_PDEATHSIG`` = SIGKILL, and the heartbeat thread's parent-pid
+check as a second line): an orphan that finished its job would record an
+outcome nobody waits for, and a resumed run must not meet workers of the
+dead one.  The job in flight runs again on resume (at-least-once
+execution); its outcome is recorded exactly once (the store's schema and
+fences).  Its reaper tears its browser down when it sees the worker gone.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import threading
@@ -29,7 +36,8 @@ from engine.records.batch import Batch
 from engine.config import Settings
 from engine.execution.executor import Coordination, JobExecutor
 from engine.records import streams as telemetry_streams
-from engine.records.store import ResultsStore
+from engine.errors import StaleLease
+from engine.records.store import Lease, ResultsStore
 from navigation.credentials import CredentialStore
 from navigation.launcher import LaunchSettings
 from navigation.legacy import REGISTRY
@@ -79,13 +87,13 @@ class WorkerCoordination(Coordination):
             audit.info("credential lock released", extra={"event": "lock_released", "scope": scope})
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[int]:
+    def session(self) -> Iterator[Lease]:
         slot = self.table.claim(self.index, slot=self.index, session_id=f"w{self.index}")
         self.table.activate(slot.index, self.index, slot.epoch)
         self.epoch = slot.epoch
         audit.info("session slot owned", extra={"event": "slot_owned", "slot": slot.index, "epoch": slot.epoch})
         try:
-            yield slot.epoch
+            yield Lease(f"slot:{slot.index}", slot.epoch)
         finally:
             self.table.begin_release(slot.index, self.index, slot.epoch)
             self.table.finish_release(slot.index, self.index, slot.epoch)
@@ -97,15 +105,32 @@ class WorkerCoordination(Coordination):
         self.table.check_owner(self.index, self.index, self.epoch)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies; exit now if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            ops.warning("PR_SET_PDEATHSIG refused; the heartbeat thread watches the parent instead",
+                        extra={"event": "pdeathsig_refused", "errno": ctypes.get_errno()})
+    except (OSError, AttributeError) as exc:  # no prctl on this platform: the heartbeat check remains
+        ops.warning("PR_SET_PDEATHSIG unavailable", extra={"event": "pdeathsig_unavailable", "error": str(exc)})
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _heartbeat(beats: Any, index: int, parent: int, stop: threading.Event) -> None:
     while not stop.wait(0.5):
         beats[index] = time.time()
         if os.getppid() != parent:
-            stop.set()
+            ops.error("supervisor gone; worker exits now", extra={"event": "worker_orphaned"})
+            os._exit(1)  # its job in flight is re-run on resume; nothing half-recorded (one transaction)
 
 
 def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
-                inherited: tuple[Connection, ...] = ()) -> None:
+                inherited: tuple[Connection, ...] = (), parent: int | None = None) -> None:
     """Entry point in the forked child.
 
     ``inherited`` are the supervisor's ends of the *other* workers' pipes,
@@ -114,12 +139,14 @@ def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
     """
     for other in inherited:
         other.close()
+    parent = os.getppid() if parent is None else parent
+    die_with_parent(parent)
     telemetry_streams.reset_local_losses()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which drains
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     beats[spec.index] = time.time()
-    threading.Thread(target=_heartbeat, args=(beats, spec.index, os.getppid(), stop), daemon=True).start()
+    threading.Thread(target=_heartbeat, args=(beats, spec.index, parent, stop), daemon=True).start()
     s = spec.settings
     name = f"w{spec.index}"
     with bind(run_id=spec.run_id, correlation_id=spec.run_id, worker=name, session=f"s{spec.index}"):
@@ -158,6 +185,9 @@ def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
                            time.monotonic() - t0, telemetry_streams.local_losses()))
         except (BrokenPipeError, EOFError, ConnectionResetError):
             ops.warning("supervisor connection lost; worker stops", extra={"event": "worker_orphaned"})
+        except StaleLease as exc:  # this worker was written off (its lease fenced): it must not go on
+            ops.error("lease fenced off by the store; worker stops", extra={
+                "event": "worker_fenced", "resource": exc.resource, "epoch": exc.epoch, "fence": exc.fence})
         finally:
             lifecycle.close()
             store.close()

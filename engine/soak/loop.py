@@ -22,8 +22,9 @@ no started job was left without an outcome at either switch or at the
 end, and no duplicate outcome was refused.  Its legacy phase is also the
 readiness check's measurement of the legacy path's throughput.
 
-Cron safety: one soak per state directory (``soak.lock``, a filelock; a
-second soak exits at once with :data:`EXIT_BUSY`), a dated run directory,
+Cron safety: one run or soak per state directory (the state directory's
+lock, :mod:`engine.records.statedir`; a second soak exits at once with
+:data:`EXIT_BUSY`), a dated run directory,
 and quiet stdout (one verdict line) unless ``--verbose``.
 """
 from __future__ import annotations
@@ -46,7 +47,7 @@ from coordination.telemetry_context import bind, stream_logger
 from engine.soak.alerts import AlertManager, JsonlSink, StderrSink, WebhookSink
 from engine.records.batch import Batch
 from engine.config import Settings
-from engine.errors import ConfigError, ReportError
+from engine.errors import ConfigError, ReportError, StateBusy
 from engine.evidence.failures import build_failure_matrix, to_dicts
 from engine.evidence.report import build_evidence
 from engine.execution.runs import PreparedRun, RunRequest, prepare, sequential_executor
@@ -75,7 +76,7 @@ class SoakSettings:
     rollback_drill: bool = False
 
 
-class SoakBusy(ConfigError):
+class SoakBusy(StateBusy):
     """Another soak holds this state directory."""
 
 
@@ -162,20 +163,17 @@ class _Phase:
 
 def run_soak(batch_path: str, settings: Settings, soak: SoakSettings, *, credentials_path: str | None,
              write_line: Callable[[str], None], on_progress=None) -> SoakResult:
-    os.makedirs(settings.state_dir, exist_ok=True)
-    lock = filelock.FileLock(os.path.join(settings.state_dir, "soak.lock"))
+    spec: SLOSpec | None = load_slo(soak.slo_path) if soak.slo_path else None
+    window_s = soak.window_s or (spec.window_s if spec is not None else DEFAULT_WINDOW_S)
     try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout as exc:
-        raise SoakBusy(f"another soak is running on {settings.state_dir} (soak.lock is held)") from exc
-    try:
-        spec: SLOSpec | None = load_slo(soak.slo_path) if soak.slo_path else None
-        window_s = soak.window_s or (spec.window_s if spec is not None else DEFAULT_WINDOW_S)
         prepared: PreparedRun = prepare(RunRequest(batch_path, settings, credentials_path=credentials_path,
                                                    settings_source="soak"))
+    except StateBusy as exc:  # the state directory's lock: one run or soak per state directory
+        raise SoakBusy(str(exc)) from exc
+    try:
         return _Soak(prepared, settings, soak, spec, window_s, credentials_path, write_line, on_progress).run()
     finally:
-        lock.release()
+        prepared.release()
 
 
 class _Soak:

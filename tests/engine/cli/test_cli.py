@@ -157,7 +157,7 @@ def test_health_exit_code_names_the_first_failed_check(tmp_path):
 
 
 def test_health_codes_are_distinct_and_clear_of_the_general_exit_codes():
-    from engine.cli.main import exit_codes
+    from engine.cli import exit_codes
 
     general = {v for k, v in vars(exit_codes).items() if k.startswith("EXIT_")}
     assert len(set(HEALTH_CODES.values())) == len(HEALTH_CODES) == len(CHECKS)
