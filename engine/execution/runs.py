@@ -14,32 +14,29 @@ interrupted run is gone, so no job runs twice at the same time.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import filelock
 
-from coordination.backoff import BackoffProfile, cohort_seed
+from coordination.backoff import cohort_seed
 from coordination.telemetry_context import bind, stream_logger
 from engine.records import statedir
 from engine.records.batch import Batch, load_batch
 from engine.config import Settings
 from engine.errors import ConfigError, ResultsStoreError
-from engine.execution.executor import JobExecutor, JobReport, NoCoordination
+from engine.execution.assembly import run_sequentially, sequential_executor
+from engine.execution.executor import JobReport
 from engine.records.store import ResultsStore
 from engine.execution.summary import RunSummary, flow_stats
 from engine.execution.supervisor import Progress, Supervisor
 from engine.records import streams
-from navigation.credentials import CredentialStore
 from navigation.legacy import REGISTRY
-from navigation.lifecycle import BrowserLifecycle, LifecycleSettings
-from navigation.runner import FlowRunner
 from navigation.steps import default_registry
 
 ops = stream_logger("operational", __name__)
@@ -193,11 +190,16 @@ def execute(req: RunRequest, prepared: PreparedRun,
         prepared.release()
 
 
+def build_supervisor(settings: Settings, prepared: PreparedRun, credentials_path: str | None,
+                     **extra: Any) -> Supervisor:
+    """The supervisor of a prepared run (``run`` and the soak build it here; ``extra``: scheduler, hooks ...)."""
+    return Supervisor(settings=settings, batch=prepared.batch, run_id=prepared.run_id, run_dir=prepared.run_dir,
+                      state_dir=settings.state_dir, store_path=prepared.store_path, job_ids=prepared.job_ids,
+                      seed=prepared.seed, credentials_path=credentials_path, **extra)
+
+
 def _run_parallel(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSummary:
-    s = req.settings
-    sup = Supervisor(settings=s, batch=prepared.batch, run_id=prepared.run_id, run_dir=prepared.run_dir,
-                     state_dir=s.state_dir, store_path=prepared.store_path, job_ids=prepared.job_ids,
-                     seed=prepared.seed, credentials_path=req.credentials_path, on_progress=on_progress)
+    sup = build_supervisor(req.settings, prepared, req.credentials_path, on_progress=on_progress)
     out = sup.run()
     agg = out.contention.aggregate
     return RunSummary(
@@ -212,57 +214,36 @@ def _run_parallel(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSum
         telemetry_lost=out.telemetry_lost)
 
 
-@contextlib.contextmanager
-def sequential_executor(settings: Settings, run_id: str, run_dir: Path, batch: Batch, seed: int,
-                        credentials_path: str | None, store: ResultsStore) -> Iterator[JobExecutor]:
-    """The legacy path's executor: this process, one browser, no shared-memory table.
-
-    Shared by ``--mode legacy`` and the soak's rollback drill, so the drill
-    switches to exactly the path an operator would roll back to.
-    """
-    s = settings
-    credentials = CredentialStore.load(credentials_path or None)
-    generation = store.begin_generation(run_id, ["legacy"])  # fences off every earlier lifetime of the run
-    with BrowserLifecycle(LifecycleSettings(recycle_after_jobs=s.recycle_after_jobs,
-                                            max_rss_bytes=s.max_browser_rss_mb * 1024 * 1024),
-                          cohort="legacy", seed=seed) as lifecycle:
-        yield JobExecutor(
-            run_id=run_id, run_dir=run_dir, state_dir=s.state_dir, batch=batch,
-            store=store, lifecycle=lifecycle, runner=FlowRunner(default_registry(), resolve_secret=credentials.resolve),
-            legacy=REGISTRY, credentials=credentials, coordination=NoCoordination(generation.epoch_floor),
-            worker_name="legacy",
-            retry_profile=BackoffProfile(base=s.retry_base, cap=s.retry_cap, max_attempts=21, jitter=s.retry_jitter),
-            seed=seed, isolation=s.job_isolation)
-
-
 def _run_sequential(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSummary:
     """The rollback path: this process, one browser, jobs in batch order."""
     progress = Progress(total=len(prepared.job_ids))
     reports: list[JobReport] = []
     status = "completed"
+    busy = [0.0]
+    queue = iter(prepared.job_ids)
+
+    def on_report(report: JobReport, seconds: float) -> None:
+        busy[0] += seconds
+        reports.append(report)
+        progress.done += 1
+        progress.passed += report.outcome == "passed"
+        progress.failed += report.outcome != "passed"
+        progress.retries += report.retries
+        if on_progress is not None:
+            on_progress(progress)
+
     with ResultsStore(prepared.store_path) as store, sequential_executor(
             req.settings, prepared.run_id, prepared.run_dir, prepared.batch, prepared.seed,
             req.credentials_path, store) as executor:
-        busy = 0.0
         try:
-            for job_id in prepared.job_ids:
-                t0 = time.monotonic()
-                with bind(worker="legacy", session="s0"):
-                    report = executor.run(prepared.batch.job(job_id))
-                busy += time.monotonic() - t0
-                reports.append(report)
-                progress.done += 1
-                progress.passed += report.outcome == "passed"
-                progress.failed += report.outcome != "passed"
-                progress.retries += report.retries
-                if on_progress is not None:
-                    on_progress(progress)
+            run_sequentially(executor, prepared.batch, lambda: next(queue, None), on_report)
         except KeyboardInterrupt:
             status = "interrupted"
             store.close_open_attempts(prepared.run_id, None, outcome="interrupted", error="interrupted")
     return RunSummary(run_id=prepared.run_id, status=status, mode="legacy", workers=1, elapsed_s=0.0, outcomes={},
                       retries=progress.retries, per_flow=flow_stats(reports),
-                      per_worker={"legacy": {"jobs": len(reports), "busy_s": busy}}, throughput=0.0)
+                      per_worker={"legacy": {"jobs": len(reports), "busy_s": busy[0]}}, throughput=0.0)
 
 
-__all__ = ["RunRequest", "PreparedRun", "prepare", "execute", "new_run_id", "store_path", "sequential_executor"]
+__all__ = ["RunRequest", "PreparedRun", "prepare", "execute", "new_run_id", "store_path", "build_supervisor",
+           "sequential_executor"]

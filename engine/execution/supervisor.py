@@ -1,46 +1,48 @@
-"""The supervisor: forks workers, hands out jobs, watches them, drains on a signal.
+"""The supervisor: starts workers, hands out jobs, watches them, drains on a signal.
 
 Shaped like gunicorn's arbiter: one loop (:meth:`Supervisor.loop_once`),
 signal handlers that only set a flag, and named methods for each duty —
-``spawn_worker``, ``reap_worker`` (a worker's process sentinel fired),
-``murder_stalled`` (heartbeat or job deadline missed).  Messages from
-workers are dispatched by name to ``msg_<name>`` methods, pytest-xdist
-style; which job goes to which idle worker is :class:`FifoScheduler`'s
-business, kept separate.
+``spawn_worker``, ``reap_worker`` (a worker died), ``murder_stalled``
+(heartbeat or job deadline missed).  Messages from workers are dispatched
+by name to ``msg_<name>`` methods, pytest-xdist style.  Which job goes to
+which idle worker is the :class:`~engine.execution.scheduling.Scheduler`'s
+business (the whole dispatch policy lives there); how a worker exists —
+a forked process with a pipe, or something else — is the
+:class:`~engine.execution.backend.WorkerBackend`'s.
 
 Every supervisor start (new run or resume) begins a new generation in the
 store: slot epochs start above every epoch the run has used, so the fencing
-token only rises over the life of a run.  Workers are forked with no SQLite
-connection open in this process (``ResultsStore.closed_for_fork``).
+token only rises over the life of a run.
 
 Recovery rules: a dead worker's open attempt is closed as ``lost``, its
 session slot is reclaimed with a new epoch (audit record; the store's fence
-for the slot is raised to it), its job goes
-back to the front of the queue (at most ``MAX_LOST`` times, then it fails),
-and a replacement worker is forked.  SIGTERM/SIGINT start a drain: no new
-jobs, in-flight jobs get ``drain_grace`` seconds, then their workers are
-stopped and their attempts recorded as ``interrupted`` (no final outcome,
-so ``--resume`` runs them again).
+for the slot is raised to it), its job goes back to the front of the queue
+(at most ``MAX_LOST`` times, then it fails), and a replacement worker is
+started.  SIGTERM/SIGINT start a drain: no new jobs, in-flight jobs get
+``drain_grace`` seconds, then their workers are stopped and their attempts
+recorded as ``interrupted`` (no final outcome, so ``--resume`` runs them
+again).
 """
 from __future__ import annotations
 
 import collections
-import multiprocessing as mp
 import os
 import signal
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from coordination import ContentionTelemetry, OwnershipTable, reclaim_dead
 from coordination.telemetry_context import bind, stream_logger
-from engine.records.batch import Batch
 from engine.config import Settings
+from engine.execution.backend import WorkerBackend
 from engine.execution.executor import JobReport
-from engine.records.store import Generation, ResultsStore
+from engine.execution.forked import ForkedWorkers
+from engine.execution.scheduling import Action, FifoScheduler, Scheduler, WorkerView
 from engine.execution.worker import WorkerSpec, worker_main
+from engine.records.batch import Batch
+from engine.records.store import Generation, ResultsStore
 
 ops = stream_logger("operational", __name__)
 audit = stream_logger("audit", __name__)
@@ -49,14 +51,6 @@ domain = stream_logger("domain", __name__)
 MAX_LOST = 3
 MAX_RESTARTS = 50
 JOB_DEADLINE_GRACE = 30.0
-
-
-class Scheduler(Protocol):
-    """Which job an idle worker gets next; ``len`` is how many are waiting."""
-
-    def next_job(self, *prefer: Callable[[str], bool], fallback: bool = True) -> str | None: ...
-    def requeue(self, job_id: str) -> None: ...
-    def __len__(self) -> int: ...
 
 
 class SupervisorHooks:
@@ -73,56 +67,21 @@ class SupervisorHooks:
         return
 
 
-class FifoScheduler:
-    """Jobs in batch order; a re-queued job goes to the front."""
-
-    def __init__(self, job_ids: list[str]) -> None:
-        self._queue: collections.deque[str] = collections.deque(job_ids)
-
-    def next_job(self, *prefer: Callable[[str], bool], fallback: bool = True) -> str | None:
-        return take_preferred(self._queue, *prefer, fallback=fallback)
-
-    def requeue(self, job_id: str) -> None:
-        self._queue.appendleft(job_id)
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-
-AFFINITY_LOOKAHEAD = 32
-
-
-def take_preferred(queue: "collections.deque[str]", *prefer: Callable[[str], bool],
-                   fallback: bool = True) -> str | None:
-    """The first queued job the first predicate likes among the next few, else the second's ..., else the head.
-
-    The lookahead is bounded, and the head is taken when no predicate likes
-    anything in it, so a job can be passed over only while others wait
-    behind it.  ``fallback=False``: None instead of the head.
-    """
-    if not queue:
-        return None
-    for wanted in prefer:
-        for i, job_id in enumerate(queue):
-            if i >= AFFINITY_LOOKAHEAD:
-                break
-            if wanted(job_id):
-                del queue[i]
-                return job_id
-    return queue.popleft() if fallback else None
-
-
 @dataclass(slots=True)
 class WorkerHandle:
+    """The supervisor's book on one worker (how the worker exists is the backend's business)."""
+
     index: int
-    process: mp.process.BaseProcess
-    conn: Connection
+    pid: int = 0
     job: str | None = None
     job_started: float = 0.0
     jobs_done: int = 0
     busy_seconds: float = 0.0
     forced_reconnects: int = 0
     credential: str | None = None  # of the last job: its profile is what the worker's browser has open
+
+    def view(self) -> WorkerView:
+        return WorkerView(self.index, self.credential, self.job is not None)
 
 
 @dataclass(slots=True)
@@ -160,7 +119,8 @@ class Supervisor:
     def __init__(self, *, settings: Settings, batch: Batch, run_id: str, run_dir: Path, state_dir: str,
                  store_path: str, job_ids: list[str], seed: int, credentials_path: str | None,
                  on_progress: Callable[[Progress], None] | None = None, scheduler: Scheduler | None = None,
-                 hooks: SupervisorHooks | None = None, keep_reports: bool = True) -> None:
+                 hooks: SupervisorHooks | None = None, keep_reports: bool = True,
+                 backend: WorkerBackend | None = None) -> None:
         self.settings = settings
         self.batch = batch
         self.run_id = run_id
@@ -171,12 +131,13 @@ class Supervisor:
         self.credentials_path = credentials_path
         self.on_progress = on_progress
         self.workers_n = settings.effective_workers
-        self.scheduler: Scheduler = scheduler if scheduler is not None else FifoScheduler(job_ids)
+        self.scheduler: Scheduler = scheduler if scheduler is not None else FifoScheduler(
+            job_ids, lambda job_id: batch.job(job_id).credential)
         self._own_scheduler = scheduler is None
         self.hooks = hooks or SupervisorHooks()
         self.progress = Progress(total=len(job_ids))
         self.workers: dict[int, WorkerHandle] = {}
-        self._deferred: dict[int, WorkerHandle] = {}  # idle workers waiting for a credential to come free
+        self._deferred: dict[int, WorkerHandle] = {}  # idle workers the scheduler told to wait
         self.reports: list[JobReport] = []
         # A soak folds reports into bounded histograms (its hooks) and must not also keep every one.
         self.keep_reports = keep_reports
@@ -188,12 +149,18 @@ class Supervisor:
         self.drain_deadline: float | None = None
         self.per_worker: dict[str, dict[str, float]] = {}
         self.telemetry_lost: dict[int, dict[str, int]] = {}  # per worker pid: cumulative losses
-        self._ctx = mp.get_context("fork")
-        self._beats = self._ctx.RawArray("d", self.workers_n)
+        self.backend: WorkerBackend = backend if backend is not None else ForkedWorkers(
+            self.workers_n, self._worker_process, store_path=store_path)
         self._store: ResultsStore | None = None
         self.generation: Generation | None = None
         self._table: OwnershipTable | None = None
         self._telemetry: ContentionTelemetry | None = None
+
+    def _worker_process(self, index: int, conn: Any, beats: Any, inherited: tuple, parent: int) -> None:
+        """What a forked worker runs (the local backend's target)."""
+        spec = WorkerSpec(index, self.run_id, str(self.run_dir), self.state_dir, self.store_path, self.settings,
+                          self.seed, self.credentials_path)
+        worker_main(spec, conn, beats, self.batch, inherited, parent)
 
     # -- signals ---------------------------------------------------------------
 
@@ -209,16 +176,17 @@ class Supervisor:
         self._store = ResultsStore(self.store_path)
         # A new lifetime of the run: its epochs start above every epoch the run ever used (resumes included),
         # and the store fences off every lease granted before.
-        generation = self._store.begin_generation(self.run_id, [f"slot:{i}" for i in range(self.workers_n)])
-        self.generation = generation
+        self.generation = self._store.begin_generation(self.run_id, [f"slot:{i}" for i in range(self.workers_n)])
         self._table = OwnershipTable.create(self.run_dir, slots=self.workers_n,
-                                            epoch_floor=generation.epoch_floor - 1)
+                                            epoch_floor=self.generation.epoch_floor - 1)
         self._telemetry = ContentionTelemetry.create(self.run_dir, workers=self.workers_n)
         status = "completed"
         try:
             with bind(run_id=self.run_id, correlation_id=self.run_id, worker="supervisor"):
                 ops.info("supervisor started", extra={"event": "supervisor_started", "workers": self.workers_n,
-                                                      "jobs": self.progress.total, "pid": os.getpid()})
+                                                      "jobs": self.progress.total, "pid": os.getpid(),
+                                                      "generation": self.generation.generation,
+                                                      "epoch_floor": self.generation.epoch_floor})
                 # A caller's scheduler (the soak's) is open-ended: its length says nothing about the work ahead.
                 wanted = (min(self.workers_n, max(1, self.progress.total)) if self._own_scheduler
                           else self.workers_n)
@@ -247,7 +215,8 @@ class Supervisor:
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
-            self._kill_all()
+            self.backend.close()
+            self.workers.clear()
             self._table.close()
             self._table.unlink()
             self._telemetry.close()
@@ -264,21 +233,14 @@ class Supervisor:
 
     def loop_once(self) -> None:
         """Wait for one batch of worker messages or deaths and handle them; then check deadlines."""
-        handles = list(self.workers.values())
-        waitables: list[Any] = [h.conn for h in handles] + [h.process.sentinel for h in handles]
-        for ready in wait(waitables, timeout=0.25):
-            handle = next((h for h in handles if ready is h.conn or ready == h.process.sentinel), None)
-            if handle is None or self.workers.get(handle.index) is not handle:
+        for event in self.backend.poll(0.25):
+            handle = self.workers.get(event.index)
+            if handle is None:
                 continue  # already reaped in this round
-            if ready is handle.conn:
-                try:
-                    msg = handle.conn.recv()
-                except (EOFError, ConnectionResetError):
-                    self.reap_worker(handle)
-                    continue
-                getattr(self, f"msg_{msg[0]}")(handle, *msg[1:])
-            else:
+            if event.message is None:
                 self.reap_worker(handle)
+            else:
+                getattr(self, f"msg_{event.message[0]}")(handle, *event.message[1:])
         self.murder_stalled()
 
     # -- worker messages -----------------------------------------------------------
@@ -287,38 +249,15 @@ class Supervisor:
         if self.drain_requested:
             self._send(handle, ("stop",))
             return
-        # Credential affinity, in order of preference:
-        # 1. a job for the credential whose profile this worker's browser has open (no browser restart),
-        #    unless another worker is running a job for it right now (this one would only wait on the lock);
-        # 2. a job without a credential, or for one no other worker has open: no restart elsewhere, no wait;
-        # 3. the head of the queue, so nothing starves when only contended jobs are left.
-        # A credential open in another worker that is idle for an instant still counts as theirs:
-        # taking it would make both browsers switch profiles.
-        last = handle.credential
-        others = [h for h in self.workers.values() if h is not handle]
-        running = {h.credential for h in others if h.job is not None and h.credential is not None}
-        opened = {h.credential for h in others if h.credential is not None}
-
-        def same_profile(job_id: str) -> bool:
-            cred = self.batch.job(job_id).credential
-            return cred is not None and cred == last and cred not in running
-
-        def free(job_id: str) -> bool:
-            cred = self.batch.job(job_id).credential
-            return cred is None or cred not in opened
-
-        job_id = self.scheduler.next_job(same_profile, free, fallback=False)
-        if job_id is None and opened and len(self.scheduler):
-            # Every job in reach needs a credential whose profile another live worker has open: that
-            # worker takes them in turn, while this one would switch profiles only to wait on the
-            # credential's lock.  It waits for the next report (or death) instead.
+        decision = self.scheduler.assign(handle.view(), [h.view() for h in self.workers.values()])
+        if decision.action is Action.WAIT:
             self._deferred[handle.index] = handle
             return
-        if job_id is None:
-            job_id = self.scheduler.next_job()
-        if job_id is None:
+        if decision.action is Action.STOP:
             self._send(handle, ("stop",))
             return
+        job_id = decision.job_id
+        assert job_id is not None
         handle.job, handle.job_started = job_id, time.monotonic()
         handle.credential = self.batch.job(job_id).credential
         self.progress.running = self._busy()
@@ -331,7 +270,7 @@ class Supervisor:
     def msg_done(self, handle: WorkerHandle, _index: int, report: JobReport, forced_reconnects: int,
                  seconds: float, telemetry_lost: dict[str, int]) -> None:
         handle.job = None
-        self.telemetry_lost[handle.process.pid] = telemetry_lost
+        self.telemetry_lost[handle.pid] = telemetry_lost
         handle.jobs_done += 1
         handle.busy_seconds += seconds
         handle.forced_reconnects = forced_reconnects
@@ -353,35 +292,24 @@ class Supervisor:
     # -- duties -------------------------------------------------------------------
 
     def spawn_worker(self, index: int) -> WorkerHandle:
-        parent_conn, child_conn = self._ctx.Pipe()
-        spec = WorkerSpec(index, self.run_id, str(self.run_dir), self.state_dir, self.store_path, self.settings,
-                          self.seed, self.credentials_path)
-        inherited = tuple(h.conn for h in self.workers.values()) + (parent_conn,)
-        proc = self._ctx.Process(target=worker_main,
-                                 args=(spec, child_conn, self._beats, self.batch, inherited, os.getpid()),
-                                 name=f"drover-w{index}", daemon=False)
-        self._beats[index] = time.time()
-        with ResultsStore.closed_for_fork(self.store_path):  # no SQLite connection may cross fork()
-            proc.start()
-        child_conn.close()
-        handle = WorkerHandle(index, proc, parent_conn)
+        pid = self.backend.start(index)
+        handle = WorkerHandle(index, pid)
         self.workers[index] = handle
-        ops.info("worker spawned", extra={"event": "worker_spawned", "worker_index": index, "pid": proc.pid})
+        ops.info("worker spawned", extra={"event": "worker_spawned", "worker_index": index, "pid": pid})
         return handle
 
     def reap_worker(self, handle: WorkerHandle) -> None:
         """A worker died: close its attempt, reclaim its slot, re-queue its job, replace it."""
-        proc = handle.process
-        proc.join(5)
+        self.backend.join(handle.index, 5)
+        code = self.backend.exit_code(handle.index)
+        self.backend.forget(handle.index)
         del self.workers[handle.index]
-        handle.conn.close()
         job = handle.job
-        code = proc.exitcode
         clean = code == 0 and job is None
         if not clean:
             # Under the lost attempt's correlation id, so `trace` shows the death inside that attempt's chain.
             cid = self.run_id if job is None else f"{self.run_id}/{job}/a{self._store.next_attempt(self.run_id, job) - 1}"
-            ops.error("worker died", extra={"event": "worker_died", "worker_index": handle.index, "pid": proc.pid,
+            ops.error("worker died", extra={"event": "worker_died", "worker_index": handle.index, "pid": handle.pid,
                                             "exit_code": code, "job_id": job, "correlation_id": cid})
         reclaimed = reclaim_dead(self._table, on_reclaim=None)
         for r in reclaimed:
@@ -417,19 +345,20 @@ class Supervisor:
 
     def murder_stalled(self) -> None:
         """Kill workers whose heartbeat stopped or whose job ran past its deadline."""
-        now, mono = time.time(), time.monotonic()
+        mono = time.monotonic()
         for h in list(self.workers.values()):
             reason = None
-            if now - self._beats[h.index] > self.settings.heartbeat_timeout:
-                reason = f"no heartbeat for {now - self._beats[h.index]:.1f}s"
+            age = self.backend.heartbeat_age(h.index)
+            if age > self.settings.heartbeat_timeout:
+                reason = f"no heartbeat for {age:.1f}s"
             elif h.job is not None:
                 limit = self.batch.job(h.job).timeout * (1 + self.batch.job(h.job).retries) + JOB_DEADLINE_GRACE
                 if mono - h.job_started > limit:
                     reason = f"job {h.job} ran past {limit:.0f}s"
-            if reason is not None and h.process.is_alive():
+            if reason is not None and self.backend.alive(h.index):
                 ops.error("killing stalled worker", extra={"event": "worker_killed", "worker_index": h.index,
                                                            "reason": reason})
-                os.kill(h.process.pid, signal.SIGKILL)
+                self.backend.kill(h.index)
 
     def _drain_step(self) -> bool:
         """One step of a drain; False when the drain is over."""
@@ -443,9 +372,8 @@ class Supervisor:
             for h in list(self.workers.values()):
                 if h.job is not None:
                     # Stop the worker first, so it cannot record an outcome over the interruption.
-                    if h.process.is_alive():
-                        h.process.kill()
-                    h.process.join(5)
+                    self.backend.kill(h.index)
+                    self.backend.join(h.index, 5)
                     self._store.close_open_attempts(self.run_id, h.job, outcome="interrupted",
                                                     error="drain grace expired")
                     domain.warning("job interrupted by drain", extra={"event": "job_interrupted", "job_id": h.job,
@@ -457,21 +385,13 @@ class Supervisor:
     def stop_workers(self) -> None:
         deadline = time.monotonic() + 10
         for h in list(self.workers.values()):
-            if h.job is None and h.process.is_alive():
+            if h.job is None and self.backend.alive(h.index):
                 self._send(h, ("stop",))
         for h in list(self.workers.values()):
-            if h.job is not None and h.process.is_alive():
-                h.process.terminate()
+            if h.job is not None:
+                self.backend.terminate(h.index)
         for h in list(self.workers.values()):
-            h.process.join(max(0.1, deadline - time.monotonic()))
-
-    def _kill_all(self) -> None:
-        for h in list(self.workers.values()):
-            if h.process.is_alive():
-                h.process.kill()
-            h.process.join(5)
-            h.conn.close()
-        self.workers.clear()
+            self.backend.join(h.index, max(0.1, deadline - time.monotonic()))
 
     def _redispatch(self) -> None:
         """Offer work again to workers that were waiting for a contended credential to come free."""
@@ -484,10 +404,7 @@ class Supervisor:
         return sum(1 for h in self.workers.values() if h.job is not None)
 
     def _send(self, handle: WorkerHandle, msg: tuple) -> None:
-        try:
-            handle.conn.send(msg)
-        except (BrokenPipeError, ConnectionResetError, EOFError):
-            ops.warning("worker pipe closed", extra={"event": "pipe_closed", "worker_index": handle.index})
+        self.backend.send(handle.index, msg)
 
 
-__all__ = ["Supervisor", "Scheduler", "SupervisorHooks", "FifoScheduler", "Progress", "RunOutcome", "WorkerHandle"]
+__all__ = ["Supervisor", "SupervisorHooks", "Progress", "RunOutcome", "WorkerHandle", "JOB_DEADLINE_GRACE"]

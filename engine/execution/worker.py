@@ -30,20 +30,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from coordination import ContentionTelemetry, CredentialLocks, OwnershipTable
-from coordination.backoff import BackoffProfile
 from coordination.telemetry_context import bind, stream_logger
 from engine.records.batch import Batch
 from engine.config import Settings
-from engine.execution.executor import Coordination, JobExecutor
+from engine.execution import assembly
+from engine.execution.executor import Coordination
 from engine.records import streams as telemetry_streams
 from engine.errors import StaleLease
 from engine.records.store import Lease, ResultsStore
 from navigation.credentials import CredentialStore
-from navigation.launcher import LaunchSettings
-from navigation.legacy import REGISTRY
-from navigation.lifecycle import BrowserLifecycle, LifecycleSettings
-from navigation.runner import FlowRunner
-from navigation.steps import default_registry
 
 ops = stream_logger("operational", __name__)
 audit = stream_logger("audit", __name__)
@@ -158,16 +153,10 @@ def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
         coord = WorkerCoordination(spec.index, table, locks, s.lock_timeout)
         store = ResultsStore(spec.store_path)
         credentials = CredentialStore.load(spec.credentials_path or None)
-        lifecycle = BrowserLifecycle(
-            LifecycleSettings(launch=LaunchSettings(), recycle_after_jobs=s.recycle_after_jobs,
-                              max_rss_bytes=s.max_browser_rss_mb * 1024 * 1024),
-            cohort=name, seed=spec.seed, before_send=coord.guard)
-        executor = JobExecutor(
-            run_id=spec.run_id, run_dir=Path(spec.run_dir), state_dir=spec.state_dir, batch=batch, store=store,
-            lifecycle=lifecycle, runner=FlowRunner(default_registry(), resolve_secret=credentials.resolve),
-            legacy=REGISTRY, credentials=credentials, coordination=coord, worker_name=name,
-            retry_profile=BackoffProfile(base=s.retry_base, cap=s.retry_cap, max_attempts=21, jitter=s.retry_jitter),
-            seed=spec.seed, isolation=s.job_isolation)
+        lifecycle = assembly.open_lifecycle(s, cohort=name, seed=spec.seed, before_send=coord.guard)
+        place = assembly.ExecutorPlace(spec.run_id, Path(spec.run_dir), spec.state_dir, batch, spec.seed)
+        executor = assembly.build_executor(s, place, store=store, lifecycle=lifecycle, credentials=credentials,
+                                           coordination=coord, worker_name=name)
         ops.info("worker started", extra={"event": "worker_started", "pid": os.getpid()})
         try:
             while not stop.is_set():

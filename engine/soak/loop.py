@@ -30,9 +30,9 @@ and quiet stdout (one verdict line) unless ``--verbose``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import math
-import os
 import signal
 import time
 import tomllib
@@ -47,14 +47,17 @@ from coordination.telemetry_context import bind, stream_logger
 from engine.soak.alerts import AlertManager, JsonlSink, StderrSink, WebhookSink
 from engine.records.batch import Batch
 from engine.config import Settings
-from engine.errors import ConfigError, ReportError, StateBusy
+from engine.errors import ReportError, StateBusy
 from engine.evidence.failures import build_failure_matrix, to_dicts
 from engine.evidence.report import build_evidence
-from engine.execution.runs import PreparedRun, RunRequest, prepare, sequential_executor
+from engine.execution.runs import PreparedRun, RunRequest, build_supervisor, prepare
 from engine.evidence.slo import SLOSpec, load_slo
 from engine.soak.watch import MemoryTrack, SoakHooks, read_windows
 from engine.records.store import ResultsStore
-from engine.execution.supervisor import JOB_DEADLINE_GRACE, Supervisor, take_preferred
+from engine.execution.assembly import run_sequentially, sequential_executor
+from engine.execution.executor import JobReport
+from engine.execution.scheduling import AffinityScheduler, take_preferred
+from engine.execution.supervisor import JOB_DEADLINE_GRACE
 from engine.records import streams
 
 ops = stream_logger("operational", __name__)
@@ -80,8 +83,12 @@ class SoakBusy(StateBusy):
     """Another soak holds this state directory."""
 
 
-class CyclingScheduler:
+class CyclingScheduler(AffinityScheduler):
     """Repeat the batch while the current phase is open; re-queued jobs go first, and always run.
+
+    The dispatch policy (credential affinity) is the one every scheduler
+    shares (:class:`~engine.execution.scheduling.AffinityScheduler`); this
+    class owns only the queue.
 
     ``stop_at`` (monotonic) is the end of the current phase: after it no
     new job is handed out, but a job re-queued because its worker died is,
@@ -91,6 +98,7 @@ class CyclingScheduler:
     """
 
     def __init__(self, batch: Batch, store: ResultsStore, run_id: str, first_cycle: list[str]) -> None:
+        super().__init__(lambda job_id: batch.job(job_id).credential)
         self.batch = batch
         self.store = store
         self.run_id = run_id
@@ -270,10 +278,8 @@ class _Soak:
 
     def _parallel(self, phase: _Phase, scheduler: CyclingScheduler, hooks: SoakHooks) -> None:
         p = self.prepared
-        sup = Supervisor(settings=self.settings, batch=p.batch, run_id=p.run_id, run_dir=self.run_dir,
-                         state_dir=self.settings.state_dir, store_path=p.store_path, job_ids=[], seed=p.seed,
-                         credentials_path=self.credentials_path, on_progress=self.on_progress,
-                         scheduler=scheduler, hooks=hooks, keep_reports=False)
+        sup = build_supervisor(self.settings, dataclasses.replace(p, job_ids=[]), self.credentials_path,
+                               on_progress=self.on_progress, scheduler=scheduler, hooks=hooks, keep_reports=False)
         out = sup.run()
         phase.jobs = out.progress.done
         if hooks.halted:
@@ -295,18 +301,15 @@ class _Soak:
         domain.warning("rollback drill: switched to the legacy path", extra={"event": "rollback_drill",
                                                                              "to": "legacy"})
         try:
+            def on_report(report: JobReport, seconds: float) -> None:
+                phase.jobs += 1
+                hooks.on_report(None, report, "legacy", seconds)
+                hooks.on_tick(None)
+
             with sequential_executor(self.settings, p.run_id, self.run_dir, p.batch, p.seed,
                                      self.credentials_path, store) as executor:
-                while not self.stop_requested and not hooks.halted:
-                    job_id = scheduler.next_job()
-                    if job_id is None:
-                        break
-                    t0 = time.monotonic()
-                    with bind(worker="legacy", session="s0"):
-                        report = executor.run(p.batch.job(job_id))
-                    phase.jobs += 1
-                    hooks.on_report(None, report, "legacy", time.monotonic() - t0)
-                    hooks.on_tick(None)
+                run_sequentially(executor, p.batch, scheduler.next_job, on_report,
+                                 should_stop=lambda: self.stop_requested or hooks.halted)
                 hooks.sample(None)  # the legacy browser's figures before it closes
         finally:
             for s, handler in old.items():

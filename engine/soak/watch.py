@@ -237,7 +237,7 @@ class SoakHooks(SupervisorHooks):
     def sample(self, sup: Any) -> None:
         self.memory.sample(time.time())
         if sup is not None:
-            pids = [(f"w{h.index}", h.process.pid) for h in list(sup.workers.values())]
+            pids = [(f"w{h.index}", h.pid) for h in list(sup.workers.values())]
         else:
             pids = [("legacy", os.getpid())]
         res = sample_workers(pids)

@@ -1,7 +1,6 @@
 """The soak's parts on their own: the cycling scheduler, window accumulators, memory series, store accounting."""
 from __future__ import annotations
 
-import collections
 import time
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from engine.execution.executor import JobReport
 from engine.soak.loop import CyclingScheduler
 from engine.soak.watch import MEMORY_POINTS, MemoryTrack, Window
 from engine.records.store import ResultsStore
-from engine.execution.supervisor import take_preferred
 
 RUN = "r20261125-000000-abcd"
 
@@ -41,15 +39,6 @@ def test_batch_finds_cycle_ids_and_ids_that_contain_an_at_sign():
     for bad in ("j2", "j1@x", "j1@", "nope@2"):
         with pytest.raises(KeyError):
             batch.job(bad)
-
-
-def test_take_preferred_tries_each_predicate_in_turn_then_the_head():
-    q = collections.deque(["a1", "b1", "c1", "b2"])
-    assert take_preferred(q, lambda j: j.startswith("c"), lambda j: j.startswith("b")) == "c1"
-    assert take_preferred(q, lambda j: j.startswith("c"), lambda j: j.startswith("b")) == "b1"
-    assert take_preferred(q, lambda j: False) == "a1"
-    assert list(q) == ["b2"]
-    assert take_preferred(collections.deque(), lambda j: True) is None
 
 
 def test_cycling_scheduler_repeats_the_batch_and_records_each_cycle(store):
@@ -129,67 +118,3 @@ def test_store_accounts_for_jobs_and_discards_only_never_started_ones(store):
     assert store.outcome_counts_since(RUN, time.time() + 10) == {"passed": 0, "failed": 0}
     assert store.discard_unstarted(RUN) == 1
     assert sorted(store.job_ids(RUN)) == ["j0", "j1"]
-
-
-# -- which job an idle worker gets (the supervisor's dispatch policy, without processes) ---------------------
-
-
-def _supervisor(tmp_path: Path, batch: Batch, workers: int):
-    from engine.config import Settings
-    from engine.execution.supervisor import Supervisor, WorkerHandle
-
-    sup = Supervisor(settings=Settings(workers=workers, state_dir=str(tmp_path)), batch=batch, run_id=RUN,
-                     run_dir=tmp_path, state_dir=str(tmp_path), store_path=str(tmp_path / "r.sqlite"),
-                     job_ids=[j.id for j in batch.jobs], seed=1, credentials_path=None)
-    sent: list = []
-    sup._send = lambda handle, msg: sent.append((handle.index, msg))  # the pipe is the only thing faked
-    for i in range(workers):
-        sup.workers[i] = WorkerHandle(i, process=None, conn=None)
-    return sup, sent
-
-
-def _ready(sup, index: int) -> None:
-    sup.msg_ready(sup.workers[index], index)
-
-
-def test_dispatch_keeps_a_credential_on_the_worker_that_has_its_profile_open(tmp_path):
-    # form, form, alice, form, form, alice ...; the two workers finish in turn
-    batch = _batch(12, credentials=(None, None, "fixture/alice"))
-    sup, sent = _supervisor(tmp_path, batch, 2)
-    _ready(sup, 0)
-    _ready(sup, 1)
-    for turn in range(10):
-        sup.workers[turn % 2].job = None
-        _ready(sup, turn % 2)
-    jobs = [(i, m[1]) for i, m in sent if m[0] == "job"]
-    assert sorted(j for _, j in jobs) == sorted(j.id for j in batch.jobs)  # each job once, none left behind
-    assert {i for i, j in jobs if batch.job(j).credential} == {0}  # every alice job on one worker: no lock wait
-    assert not sup._deferred
-
-
-def test_a_worker_waits_instead_of_queueing_on_a_credential_another_worker_has_open(tmp_path):
-    batch = _batch(3, credentials=("fixture/alice",))
-    sup, sent = _supervisor(tmp_path, batch, 2)
-    _ready(sup, 0)
-    assert sent == [(0, ("job", "j0"))]
-    _ready(sup, 1)  # only alice jobs left, and worker 0 has alice open: worker 1 is deferred, not sent j1
-    assert sent == [(0, ("job", "j0"))] and 1 in sup._deferred
-    sup.workers[0].job = None  # worker 0 reports; worker 1 still must not take alice from it
-    sup._redispatch()
-    assert sent == [(0, ("job", "j0"))] and 1 in sup._deferred
-    _ready(sup, 0)
-    assert sent[-1] == (0, ("job", "j1"))
-    del sup.workers[0]  # worker 0 died: alice is open nowhere, the waiting worker takes it
-    sup._redispatch()
-    assert sent[-1] == (1, ("job", "j2")) and not sup._deferred
-
-
-def test_a_single_worker_or_an_empty_queue_never_waits(tmp_path):
-    batch = _batch(2, credentials=("fixture/alice",))
-    sup, sent = _supervisor(tmp_path, batch, 1)
-    _ready(sup, 0)
-    sup.workers[0].job = None
-    _ready(sup, 0)
-    sup.workers[0].job = None
-    _ready(sup, 0)
-    assert [m for _, m in sent] == [("job", "j0"), ("job", "j1"), ("stop",)]
