@@ -44,164 +44,17 @@ import os
 import sqlite3
 import time
 import weakref
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import orjson
 
 from engine.errors import ResultsStoreError, StaleLease
-
-SCHEMA_VERSION = 2
-FINAL_OUTCOMES = ("passed", "failed")
-ATTEMPT_OUTCOMES = ("passed", "failed", "retry", "interrupted", "lost")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id      TEXT PRIMARY KEY,
-    batch       TEXT NOT NULL,
-    mode        TEXT NOT NULL,
-    workers     INTEGER NOT NULL,
-    started_at  REAL NOT NULL,
-    finished_at REAL,
-    status      TEXT NOT NULL DEFAULT 'running',
-    run_dir     TEXT NOT NULL,
-    settings    TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    run_id  TEXT NOT NULL REFERENCES runs(run_id),
-    job_id  TEXT NOT NULL,
-    line    INTEGER NOT NULL,
-    flow    TEXT NOT NULL,
-    spec    TEXT NOT NULL,
-    PRIMARY KEY (run_id, job_id)
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    run_id      TEXT NOT NULL,
-    job_id      TEXT NOT NULL,
-    attempt     INTEGER NOT NULL,
-    worker      TEXT NOT NULL,
-    epoch       INTEGER NOT NULL DEFAULT 0,
-    started_at  REAL NOT NULL,
-    ended_at    REAL,
-    outcome     TEXT CHECK (outcome IN ('passed','failed','retry','interrupted','lost')),
-    category    TEXT,
-    error       TEXT,
-    duration_ms REAL,
-    matched     TEXT NOT NULL DEFAULT '{}',
-    steps       TEXT NOT NULL DEFAULT '[]',
-    artifacts   TEXT NOT NULL DEFAULT '[]',
-    PRIMARY KEY (run_id, job_id, attempt),
-    FOREIGN KEY (run_id, job_id) REFERENCES jobs(run_id, job_id)
-);
-CREATE TABLE IF NOT EXISTS outcomes (
-    run_id      TEXT NOT NULL,
-    job_id      TEXT NOT NULL,
-    outcome     TEXT NOT NULL CHECK (outcome IN ('passed','failed')),
-    attempts    INTEGER NOT NULL,
-    category    TEXT,
-    error       TEXT,
-    duration_ms REAL,
-    worker      TEXT NOT NULL,
-    recorded_at REAL NOT NULL,
-    epoch       INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_id, job_id),
-    FOREIGN KEY (run_id, job_id) REFERENCES jobs(run_id, job_id)
-);
-CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts(run_id, job_id);
-CREATE TABLE IF NOT EXISTS fences (
-    run_id   TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    epoch    INTEGER NOT NULL,
-    PRIMARY KEY (run_id, resource)
-);
-CREATE TABLE IF NOT EXISTS generations (
-    run_id      TEXT NOT NULL,
-    generation  INTEGER NOT NULL,
-    epoch_floor INTEGER NOT NULL,
-    started_at  REAL NOT NULL,
-    pid         INTEGER NOT NULL,
-    PRIMARY KEY (run_id, generation)
-);
-CREATE TABLE IF NOT EXISTS refusals (
-    run_id   TEXT NOT NULL,
-    job_id   TEXT NOT NULL,
-    attempt  INTEGER NOT NULL,
-    resource TEXT NOT NULL,
-    epoch    INTEGER NOT NULL,
-    fence    INTEGER,
-    write    TEXT NOT NULL,
-    reason   TEXT NOT NULL,
-    at       REAL NOT NULL
-);
-"""
-# Columns added after schema 1; an older store gets them on open.
-_MIGRATIONS = (("outcomes", "epoch", "INTEGER NOT NULL DEFAULT 0"),)
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """What a writer holds: a resource (``slot:3``, ``legacy``) at an epoch, the fencing token."""
-
-    resource: str
-    epoch: int
-
-
-@dataclass(frozen=True, slots=True)
-class Generation:
-    """One supervisor lifetime of a run: its number and the lowest epoch valid in it."""
-
-    generation: int
-    epoch_floor: int
-
-
+from engine.records._fencing import FencingMixin
+from engine.records.schema import (ATTEMPT_OUTCOMES, FINAL_OUTCOMES, MIGRATIONS, SCHEMA, SCHEMA_VERSION, AttemptRecord,
+                                   Generation, Lease, OutcomeRecord, RunRecord)
 
 class DuplicateOutcome(ResultsStoreError):
     """A second final outcome for the same job in the same run was refused."""
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    run_id: str
-    job_id: str
-    attempt: int
-    worker: str
-    epoch: int
-    started_at: float
-    ended_at: float | None
-    outcome: str | None
-    category: str | None
-    error: str | None
-    duration_ms: float | None
-    matched: dict[str, str]
-    steps: list[dict[str, Any]]
-    artifacts: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeRecord:
-    run_id: str
-    job_id: str
-    outcome: str
-    attempts: int
-    category: str | None
-    error: str | None
-    duration_ms: float | None
-    worker: str
-    recorded_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    run_id: str
-    batch: str
-    mode: str
-    workers: int
-    started_at: float
-    finished_at: float | None
-    status: str
-    run_dir: str
-    settings: dict[str, Any]
 
 
 _OPEN: "weakref.WeakSet[ResultsStore]" = weakref.WeakSet()
@@ -226,7 +79,7 @@ def _store_fds(path: str) -> list[str]:
     return found
 
 
-class ResultsStore:
+class ResultsStore(FencingMixin):
     """One connection to the results database; open one per process (connections are not fork-safe)."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
@@ -243,8 +96,8 @@ class ResultsStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.executescript(_SCHEMA)
-            for table, column, decl in _MIGRATIONS:
+            db.executescript(SCHEMA)
+            for table, column, decl in MIGRATIONS:
                 have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
@@ -400,78 +253,6 @@ class ResultsStore:
             sql += " AND job_id = ?"
             params += (job_id,)
         return self._write(sql, params).rowcount
-
-    # -- fencing ---------------------------------------------------------------
-
-    def max_epoch(self, run_id: str) -> int:
-        """The highest epoch the run has ever used (fences, attempts, outcomes, generation floors)."""
-        row = self._db.execute(
-            "SELECT MAX(e) FROM (SELECT MAX(epoch) AS e FROM fences WHERE run_id = ? "
-            "UNION ALL SELECT MAX(epoch) FROM attempts WHERE run_id = ? "
-            "UNION ALL SELECT MAX(epoch) FROM outcomes WHERE run_id = ? "
-            "UNION ALL SELECT MAX(epoch_floor) FROM generations WHERE run_id = ?)",
-            (run_id, run_id, run_id, run_id)).fetchone()
-        return int(row[0] or 0)
-
-    def begin_generation(self, run_id: str, resources: list[str] | tuple[str, ...] = ()) -> Generation:
-        """Start a supervisor lifetime: a floor above every epoch used so far, every fence raised to it.
-
-        Epochs the new lifetime hands out must be ``>= epoch_floor``; every
-        lease granted before (a worker that outlived a killed supervisor,
-        any number of resumes ago) is below every fence from now on.
-        """
-        try:
-            with self._transaction():
-                floor = self.max_epoch(run_id) + 1
-                gen = int(self._db.execute("SELECT COALESCE(MAX(generation), 0) + 1 FROM generations "
-                                           "WHERE run_id = ?", (run_id,)).fetchone()[0])
-                self._db.execute("INSERT INTO generations(run_id, generation, epoch_floor, started_at, pid) "
-                                 "VALUES (?,?,?,?,?)", (run_id, gen, floor, time.time(), os.getpid()))
-                self._db.execute("UPDATE fences SET epoch = ? WHERE run_id = ?", (floor, run_id))
-                self._db.executemany("INSERT OR IGNORE INTO fences(run_id, resource, epoch) VALUES (?,?,?)",
-                                     [(run_id, r, floor) for r in resources])
-        except sqlite3.Error as exc:
-            raise ResultsStoreError(f"cannot start a generation of run {run_id} in {self.path}: {exc}") from exc
-        return Generation(gen, floor)
-
-    def raise_fence(self, run_id: str, resource: str, epoch: int) -> None:
-        """Make ``epoch`` the lowest valid one for ``resource`` (never lowers it): a reclaimed slot."""
-        self._write("INSERT INTO fences(run_id, resource, epoch) VALUES (?,?,?) ON CONFLICT(run_id, resource) "
-                    "DO UPDATE SET epoch = MAX(epoch, excluded.epoch)", (run_id, resource, epoch))
-
-    def fence(self, run_id: str, resource: str) -> int | None:
-        row = self._db.execute("SELECT epoch FROM fences WHERE run_id = ? AND resource = ?",
-                               (run_id, resource)).fetchone()
-        return None if row is None else int(row[0])
-
-    def generations(self, run_id: str) -> list[tuple[int, int, float, int]]:
-        """(generation, epoch_floor, started_at, pid) of every supervisor lifetime of the run."""
-        return [tuple(r) for r in self._db.execute(
-            "SELECT generation, epoch_floor, started_at, pid FROM generations WHERE run_id = ? "
-            "ORDER BY generation", (run_id,))]
-
-    def refusals(self, run_id: str) -> list[dict[str, Any]]:
-        keys = ("job_id", "attempt", "resource", "epoch", "fence", "write", "reason", "at")
-        return [dict(zip(keys, r)) for r in self._db.execute(
-            "SELECT job_id, attempt, resource, epoch, fence, write, reason, at FROM refusals WHERE run_id = ? "
-            "ORDER BY at", (run_id,))]
-
-    def refused_count(self, run_id: str) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM refusals WHERE run_id = ?", (run_id,)).fetchone()[0])
-
-    def _check_fence(self, run_id: str, job_id: str, attempt: int, lease: Lease, write: str) -> None:
-        """Inside a write transaction: raise :class:`StaleLease` when ``lease`` is below its fence."""
-        fence = self.fence(run_id, lease.resource)
-        if fence is not None and lease.epoch < fence:
-            raise StaleLease(job_id=job_id, attempt=attempt, resource=lease.resource, epoch=lease.epoch,
-                             fence=fence, write=write)
-
-    def _refuse(self, run_id: str, exc: StaleLease) -> None:
-        """Record a refused write (its own small transaction, after the refused one rolled back)."""
-        self.stale_refused += 1
-        self._write("INSERT INTO refusals(run_id, job_id, attempt, resource, epoch, fence, write, reason, at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?)", (run_id, exc.job_id, exc.attempt, exc.resource, exc.epoch,
-                                                   exc.fence, exc.write, exc.reason, time.time()))
 
     def finish_attempt(self, run_id: str, job_id: str, attempt: int, lease: Lease, *, outcome: str,
                        final: bool, worker: str, category: str | None = None, error: str | None = None,
@@ -643,5 +424,5 @@ class _Tx:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-__all__ = ["ResultsStore", "DuplicateOutcome", "StaleLease", "Lease", "Generation", "AttemptRecord", "OutcomeRecord", "RunRecord", "FINAL_OUTCOMES",
-           "ATTEMPT_OUTCOMES", "SCHEMA_VERSION"]
+__all__ = ["ResultsStore", "DuplicateOutcome", "StaleLease", "Lease", "Generation", "AttemptRecord", "OutcomeRecord",
+           "RunRecord", "FINAL_OUTCOMES", "ATTEMPT_OUTCOMES", "SCHEMA_VERSION"]
