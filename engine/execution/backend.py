@@ -15,6 +15,7 @@ supervisor dispatches them to ``msg_<name>`` methods.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -26,7 +27,36 @@ class WorkerEvent:
     message: tuple | None = None  # None: the worker died (or its channel closed)
 
 
+@dataclass(frozen=True, slots=True)
+class Reclaim:
+    """A lease (session slot, credential) taken back from a dead holder, with the new epoch that fences it."""
+
+    resource: str       # "slot:3", "cred:site/alice"
+    holder: str         # who held it ("w3", "pid 1234")
+    old_epoch: int
+    new_epoch: int
+    detail: dict[str, Any]  # backend-specific facts for the audit record
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyTotals:
+    unowned_uses: int
+    invalid_transitions: int
+
+
 class WorkerBackend(Protocol):
+    def open(self, run_dir: Path, epoch_floor: int) -> None:
+        """Create the run's coordination state (leases/slots start at ``epoch_floor``) before any start()."""
+
+    def reclaim(self) -> list[Reclaim]:
+        """Take back every lease whose holder is dead, each with a new, higher epoch."""
+
+    def totals(self) -> SafetyTotals:
+        """Unowned session uses and invalid ownership transitions counted so far."""
+
+    def contention(self) -> Any:
+        """A :class:`coordination.ContentionSnapshot` of lock waits and retries per worker."""
+
     def start(self, index: int) -> int:
         """Start worker ``index`` (a replacement reuses the index); returns its pid (0 if it has none here)."""
 
@@ -65,4 +95,4 @@ class WorkerBackend(Protocol):
 
 Message = tuple[Any, ...]
 
-__all__ = ["WorkerBackend", "WorkerEvent", "Message"]
+__all__ = ["WorkerBackend", "WorkerEvent", "Reclaim", "SafetyTotals", "Message"]

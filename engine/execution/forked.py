@@ -10,7 +10,10 @@ What only a fork needs lives here and nowhere else:
 * the child learns its parent's pid, so it dies with it (PDEATHSIG).
 
 Heartbeats are a ``RawArray`` of timestamps the workers stamp twice a
-second (see :mod:`engine.execution.worker`).
+second (see :mod:`engine.execution.worker`).  Single-writer coordination
+on one host is shared memory in the run directory: the ownership table
+(one session slot per worker, epochs as fencing tokens) and the contention
+counters, which the workers attach to by the same directory.
 """
 from __future__ import annotations
 
@@ -21,8 +24,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable
 
+from pathlib import Path
+
+from coordination import ContentionTelemetry, OwnershipTable, reclaim_dead
 from coordination.telemetry_context import stream_logger
-from engine.execution.backend import WorkerEvent
+from engine.execution.backend import Reclaim, SafetyTotals, WorkerEvent
 from engine.records.store import ResultsStore
 
 ops = stream_logger("operational", __name__)
@@ -43,6 +49,29 @@ class ForkedWorkers:
         self._target = target
         self._store_path = store_path
         self._children: dict[int, _Child] = {}
+        self._slots = slots
+        self.table: OwnershipTable | None = None
+        self._telemetry: ContentionTelemetry | None = None
+
+    def open(self, run_dir: Path, epoch_floor: int) -> None:
+        self.table = OwnershipTable.create(run_dir, slots=self._slots, epoch_floor=epoch_floor - 1)
+        self._telemetry = ContentionTelemetry.create(run_dir, workers=self._slots)
+
+    def reclaim(self) -> list[Reclaim]:
+        assert self.table is not None, "open() first"
+        return [Reclaim(f"slot:{r.slot}", f"w{r.dead_worker}", r.old_epoch, r.new_epoch,
+                        {"slot": r.slot, "dead_pid": r.dead_pid, "dead_worker": r.dead_worker,
+                         "from_state": r.from_state.name})
+                for r in reclaim_dead(self.table, on_reclaim=None)]
+
+    def totals(self) -> SafetyTotals:
+        assert self.table is not None, "open() first"
+        t = self.table.totals()
+        return SafetyTotals(t.unowned_uses, t.invalid_transitions)
+
+    def contention(self) -> Any:
+        assert self._telemetry is not None, "open() first"
+        return self._telemetry.snapshot()
 
     def start(self, index: int) -> int:
         parent_conn, child_conn = self._ctx.Pipe()
@@ -128,6 +157,11 @@ class ForkedWorkers:
         for index in list(self._children):
             self.kill(index)
             self.forget(index)
+        for shared in (self.table, self._telemetry):
+            if shared is not None:
+                shared.close()
+                shared.unlink()
+        self.table = self._telemetry = None
 
 
 __all__ = ["ForkedWorkers"]

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from coordination import ContentionTelemetry, OwnershipTable, reclaim_dead
 from coordination.telemetry_context import bind, stream_logger
 from engine.config import Settings
 from engine.execution.backend import WorkerBackend
@@ -153,8 +152,6 @@ class Supervisor:
             self.workers_n, self._worker_process, store_path=store_path)
         self._store: ResultsStore | None = None
         self.generation: Generation | None = None
-        self._table: OwnershipTable | None = None
-        self._telemetry: ContentionTelemetry | None = None
 
     def _worker_process(self, index: int, conn: Any, beats: Any, inherited: tuple, parent: int) -> None:
         """What a forked worker runs (the local backend's target)."""
@@ -177,9 +174,7 @@ class Supervisor:
         # A new lifetime of the run: its epochs start above every epoch the run ever used (resumes included),
         # and the store fences off every lease granted before.
         self.generation = self._store.begin_generation(self.run_id, [f"slot:{i}" for i in range(self.workers_n)])
-        self._table = OwnershipTable.create(self.run_dir, slots=self.workers_n,
-                                            epoch_floor=self.generation.epoch_floor - 1)
-        self._telemetry = ContentionTelemetry.create(self.run_dir, workers=self.workers_n)
+        self.backend.open(self.run_dir, self.generation.epoch_floor)
         status = "completed"
         try:
             with bind(run_id=self.run_id, correlation_id=self.run_id, worker="supervisor"):
@@ -208,8 +203,8 @@ class Supervisor:
                         self.on_progress(self.progress)
                 self.hooks.on_finish(self)
                 self.stop_workers()
-                contention = self._telemetry.snapshot()
-                totals = self._table.totals()
+                contention = self.backend.contention()
+                totals = self.backend.totals()
                 ops.info("supervisor finished", extra={"event": "supervisor_finished", "status": status,
                                                        "done": self.progress.done})
         finally:
@@ -217,10 +212,6 @@ class Supervisor:
                 signal.signal(s, handler)
             self.backend.close()
             self.workers.clear()
-            self._table.close()
-            self._table.unlink()
-            self._telemetry.close()
-            self._telemetry.unlink()
             self._store.close()
         if self.on_progress is not None:
             self.on_progress(self.progress)
@@ -311,14 +302,13 @@ class Supervisor:
             cid = self.run_id if job is None else f"{self.run_id}/{job}/a{self._store.next_attempt(self.run_id, job) - 1}"
             ops.error("worker died", extra={"event": "worker_died", "worker_index": handle.index, "pid": handle.pid,
                                             "exit_code": code, "job_id": job, "correlation_id": cid})
-        reclaimed = reclaim_dead(self._table, on_reclaim=None)
-        for r in reclaimed:
+        for r in self.backend.reclaim():
             self.reclaimed += 1
-            self._store.raise_fence(self.run_id, f"slot:{r.slot}", r.new_epoch)  # the dead holder's token is void
-            audit.warning("session slot reclaimed from dead worker", extra={
-                "event": "slot_reclaimed", "slot": r.slot, "dead_pid": r.dead_pid,
-                "dead_worker": r.dead_worker, "old_epoch": r.old_epoch, "new_epoch": r.new_epoch,
-                "from_state": r.from_state.name})
+            self._store.raise_fence(self.run_id, r.resource, r.new_epoch)  # the dead holder's token is void
+            audit.warning("lease reclaimed from dead worker", extra={
+                "event": "slot_reclaimed" if r.resource.startswith("slot:") else "lease_reclaimed",
+                "resource": r.resource, "holder": r.holder, "old_epoch": r.old_epoch, "new_epoch": r.new_epoch,
+                **r.detail})
         if job is not None:
             self.progress.running = self._busy()
             closed = self._store.close_open_attempts(self.run_id, job, outcome="lost",
@@ -399,6 +389,10 @@ class Supervisor:
         self._deferred.clear()
         for h in waiting:
             self.msg_ready(h, h.index)
+
+    def safety_totals(self) -> Any:
+        """Unowned session uses and invalid transitions so far (the soak samples them every window)."""
+        return self.backend.totals()
 
     def _busy(self) -> int:
         return sum(1 for h in self.workers.values() if h.job is not None)

@@ -248,7 +248,7 @@ class SoakHooks(SupervisorHooks):
         self.total.queue_wait_max_s = max(self.total.queue_wait_max_s, wait)
 
     def _counters(self, sup: Any) -> dict[str, int]:
-        totals = sup._table.totals() if sup is not None and sup._table is not None else None
+        totals = sup.safety_totals() if sup is not None else None
         return {"restarts": self.base["restarts"] + (sup.progress.restarts if sup is not None else 0),
                 "unowned_uses": self.base["unowned_uses"] + (totals.unowned_uses if totals else 0),
                 "invalid_transitions": self.base["invalid_transitions"] + (totals.invalid_transitions if totals else 0),
