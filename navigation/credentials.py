@@ -11,8 +11,11 @@ name or test output.  So:
 * every error names the *secret* (or the file), never a value, and is
   raised outside the ``except`` block that caught a decoder error, so no
   exception context holds the file's bytes;
-* :class:`Redactor` replaces every known value (and its JSON-escaped and
-  URL-encoded forms) with ``***`` in strings and nested data, and
+* :class:`Redactor` replaces every known value (and its JSON-escaped,
+  URL-encoded and HTML-escaped forms) with ``***`` in strings and nested
+  data — the one masking implementation: the runner's masker and the
+  screenshot redaction (:mod:`navigation.redaction`, via ``forms``) use
+  it too — and
   :class:`RedactingFilter` applies it to log records (message, extra
   fields, exception text) before any handler formats them.
 
@@ -23,6 +26,7 @@ the audit stream.
 """
 from __future__ import annotations
 
+import html
 import logging
 import os
 import re
@@ -249,12 +253,13 @@ class CredentialStore:
 class Redactor:
     """Replaces every known secret value with ``***``.
 
-    Also masks each value's JSON-escaped and URL-encoded forms, because
-    logs are JSON and values end up in URLs.  Longest values are matched
-    first, so a secret that contains another is masked whole.
+    Also masks each value's JSON-escaped, URL-encoded and HTML-escaped
+    forms, because logs are JSON, values end up in URLs and DOM snapshots
+    are HTML.  Longest values are matched first, so a secret that contains
+    another is masked whole.
     """
 
-    __slots__ = ("_text", "_bytes", "_count")
+    __slots__ = ("_text", "_bytes", "_count", "_forms")
 
     def __init__(self, values: Iterable[str]) -> None:
         variants: set[str] = set()
@@ -262,8 +267,9 @@ class Redactor:
             if not isinstance(value, str) or not value:
                 continue
             variants.update({value, orjson.dumps(value).decode()[1:-1], quote(value, safe=""),
-                             quote_plus(value, safe="")})
+                             quote_plus(value, safe=""), html.escape(value), html.escape(value, quote=False)})
         ordered = sorted(variants, key=len, reverse=True)
+        self._forms = tuple(ordered)
         self._count = len(ordered)
         self._text = re.compile("|".join(map(re.escape, ordered))) if ordered else None
         self._bytes = (re.compile(b"|".join(re.escape(v.encode()) for v in ordered))
@@ -271,6 +277,11 @@ class Redactor:
 
     def __repr__(self) -> str:
         return f"Redactor({self._count} pattern(s))"
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """Every form masked, longest first: clear text, for masking where a regex cannot go (a page)."""
+        return self._forms
 
     def mask(self, text: str) -> str:
         """``text`` with every secret value replaced by ``***``."""

@@ -8,7 +8,7 @@
         │   ├── CDPResponseError        cdp        the browser answered a command with an error
         │   ├── CDPConnectionLost       cdp        the websocket closed or broke
         │   ├── CDPTargetClosed         cdp        the command's target detached before answering
-        │   ├── CDPTimeout              timeout    no answer within the command's timeout
+        │   ├── CDPTimeout              timeout    no answer within the command's timeout (a TimeoutError)
         │   └── CDPProtocolError        cdp        a frame that is not CDP (garbage, bad JSON)
         ├── BrowserError                cdp        base of launcher/lifecycle errors
         │   ├── ChromiumNotFound        input      no binary at DROVER_CHROMIUM or on PATH
@@ -20,11 +20,14 @@
         ├── StepError                   navigation a step failed at run time (names step index/type)
         │   ├── SelectorNotFound        navigation no selector alternative resolved in time
         │   ├── AssertionFailed         navigation waitFor*/assertedEvents not satisfied
-        │   └── StepTimeout             timeout    a step ran past its timeout
+        │   ├── StepTimeout             timeout    a step ran past its timeout (a TimeoutError)
+        │   └── ScreenshotRefused       navigation secrets could not be hidden for a capture: none taken
         └── CredentialError             auth       credential store missing, unreadable, too open, name unknown
 
 Messages never contain a secret value: credential errors name the secret,
-never its contents.
+never its contents.  The timeout errors also subclass the builtin
+:class:`TimeoutError`, and every error pickles with its fields (both rules
+come from the root, see :mod:`coordination.errors`).
 """
 from __future__ import annotations
 
@@ -58,7 +61,9 @@ class CDPTargetClosed(CDPError):
     """The target a command was sent to detached (closed) before answering."""
 
 
-class CDPTimeout(CDPError):
+class CDPTimeout(CDPError, TimeoutError):
+    """No answer to a command within its timeout."""
+
     category = "timeout"
 
 
@@ -121,8 +126,12 @@ class AssertionFailed(StepError):
     pass
 
 
-class StepTimeout(StepError):
+class StepTimeout(StepError, TimeoutError):
     category = "timeout"
+
+
+class ScreenshotRefused(StepError):
+    """No screenshot was taken: the run's secrets could not be hidden in every frame of the page."""
 
 
 class CredentialError(NavigationError):
@@ -133,5 +142,5 @@ __all__ = [
     "NavigationError", "CDPError", "CDPResponseError", "CDPConnectionLost", "CDPTargetClosed", "CDPTimeout",
     "CDPProtocolError", "BrowserError", "ChromiumNotFound", "BrowserLaunchError",
     "BrowserUnavailable", "FlowError", "FlowFileError", "FlowValidationError", "StepError",
-    "SelectorNotFound", "AssertionFailed", "StepTimeout", "CredentialError",
+    "SelectorNotFound", "AssertionFailed", "StepTimeout", "ScreenshotRefused", "CredentialError",
 ]

@@ -6,9 +6,19 @@ whenever its process is SIGKILLed — which a supervisor does to hung
 workers.  The reaper watches a pipe from us and tears the browser tree
 down the moment we are gone (see its docstring).
 
+The reaper also creates the directories a browser needs — the temporary
+profile and a private ``$TMPDIR`` for Chromium's own temporary folders —
+so that no directory ever exists that nobody is watching: a worker killed
+at any point of :func:`launch` leaves nothing on disk.
+
 DevTools listens on 127.0.0.1 with port 0; the port Chromium picked is
 read from ``<user-data-dir>/DevToolsActivePort``, so parallel browsers
 never race for a port.
+
+Test hook: ``DROVER_TEST_PAUSE_AT=profile:FILE`` makes :func:`launch` write
+the temporary profile's path to ``FILE`` as soon as it exists and sleep
+there (at most 30 s), so a test can SIGKILL the launching process at
+exactly that point; ``reaper-dirs:FILE`` pauses inside the reaper instead.
 """
 from __future__ import annotations
 
@@ -18,13 +28,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import psutil
 
+from navigation._reaper import PAUSE_ENV, PAUSE_LIMIT, TMP_PREFIX
 from navigation.errors import BrowserLaunchError, ChromiumNotFound
 
 log = logging.getLogger(__name__)
@@ -99,6 +110,7 @@ class BrowserProcess:
     temporary: bool
     startup_seconds: float
     _reaper: subprocess.Popen = field(repr=False)
+    tmp_dir: str = ""  # Chromium's private $TMPDIR (the profile itself when temporary); removed at shutdown
 
     @property
     def http_url(self) -> str:
@@ -153,8 +165,8 @@ class BrowserProcess:
                 os.killpg(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 log.debug("browser group already gone", extra={"pid": self.pid})
-            if self.temporary:
-                shutil.rmtree(self.user_data_dir, ignore_errors=True)
+            for path in {self.tmp_dir, self.user_data_dir if self.temporary else ""} - {""}:
+                shutil.rmtree(path, ignore_errors=True)  # the reaper could not: best effort, logged above
         if reaper.stdout is not None:
             reaper.stdout.close()
 
@@ -170,13 +182,13 @@ def launch(settings: LaunchSettings | None = None) -> BrowserProcess:
         stale = os.path.join(profile, "DevToolsActivePort")
         if os.path.exists(stale):
             os.unlink(stale)  # left by a browser that died: would point at a dead port
+        profile_args = ["--profile", profile]
     else:
-        profile = tempfile.mkdtemp(prefix=PROFILE_PREFIX)
         temporary = True
+        profile_args = ["--temp-profile", PROFILE_PREFIX]  # the reaper makes it, under its own watch
     width, height = settings.window_size
     args = [
         binary, *CHROMIUM_FLAGS,
-        f"--user-data-dir={profile}",
         "--remote-debugging-address=127.0.0.1",
         "--remote-debugging-port=0",
         f"--window-size={width},{height}",
@@ -187,26 +199,31 @@ def launch(settings: LaunchSettings | None = None) -> BrowserProcess:
     started = time.monotonic()
     try:
         reaper = subprocess.Popen(
-            [sys.executable, "-S", _REAPER, profile if temporary else "-", "--", *args],
+            [sys.executable, "-S", _REAPER, *profile_args, "--", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, close_fds=True,
         )
     except OSError as exc:
-        if temporary:
-            shutil.rmtree(profile, ignore_errors=True)
         raise BrowserLaunchError(f"cannot start the browser reaper: {exc}") from exc
     finally:
         if stderr is not subprocess.DEVNULL:
             stderr.close()
     assert reaper.stdout is not None
     line = reaper.stdout.readline().decode().strip()
+    if not line.startswith("dirs "):
+        _give_up(reaper)
+        raise BrowserLaunchError(f"the browser reaper did not start (it said {line!r}, exit {reaper.returncode})")
+    dirs = orjson.loads(line[5:])
+    if temporary:
+        _pause_for_tests("profile", dirs["profile"])
+    line = reaper.stdout.readline().decode().strip()
     if not line.startswith("pid "):
-        reaper.wait(5)
+        _give_up(reaper)
         raise BrowserLaunchError(f"{binary} did not start (reaper said {line!r}, exit {reaper.returncode})")
     pid = int(line.split()[1])
-    proc = BrowserProcess(pid=pid, port=0, ws_url="", user_data_dir=profile, temporary=temporary,
-                          startup_seconds=0.0, _reaper=reaper)
+    proc = BrowserProcess(pid=pid, port=0, ws_url="", user_data_dir=dirs["profile"], temporary=temporary,
+                          startup_seconds=0.0, _reaper=reaper, tmp_dir=dirs["tmp"])
     try:
-        port, ws_path = _read_active_port(profile, proc, started + settings.startup_timeout)
+        port, ws_path = _read_active_port(proc.user_data_dir, proc, started + settings.startup_timeout)
     except BrowserLaunchError:
         proc.close()
         raise
@@ -216,6 +233,30 @@ def launch(settings: LaunchSettings | None = None) -> BrowserProcess:
     log.debug("browser started", extra={"pid": pid, "port": port, "startup_s": round(proc.startup_seconds, 3),
                                         "temporary_profile": temporary})
     return proc
+
+
+def _give_up(reaper: subprocess.Popen) -> None:
+    """End a reaper that failed to start the browser: closing its stdin makes it clean up and exit."""
+    assert reaper.stdin is not None and reaper.stdout is not None
+    reaper.stdin.close()
+    try:
+        reaper.wait(10)
+    except subprocess.TimeoutExpired:
+        log.error("browser reaper did not exit after a failed start; killing it", extra={"reaper_pid": reaper.pid})
+        reaper.kill()
+        reaper.wait(5)
+    reaper.stdout.close()
+
+
+def _pause_for_tests(point: str, profile: str) -> None:
+    """The ``DROVER_TEST_PAUSE_AT`` hook (module docstring): announce ``profile`` and sleep to be killed."""
+    name, _, marker = os.environ.get(PAUSE_ENV, "").partition(":")
+    if name != point or not marker:
+        return
+    with open(marker + ".part", "w", encoding="utf-8") as fh:
+        fh.write(profile)
+    os.replace(marker + ".part", marker)  # the test never reads a half-written path
+    time.sleep(PAUSE_LIMIT)
 
 
 def _read_active_port(profile: str, proc: BrowserProcess, deadline: float) -> tuple[int, str]:
@@ -236,5 +277,5 @@ def _read_active_port(profile: str, proc: BrowserProcess, deadline: float) -> tu
     raise BrowserLaunchError(f"Chromium (pid {proc.pid}) did not announce its DevTools port in time")
 
 
-__all__ = ["CHROMIUM_FLAGS", "CHROMIUM_NAMES", "PROFILE_PREFIX", "LaunchSettings", "BrowserProcess",
+__all__ = ["CHROMIUM_FLAGS", "CHROMIUM_NAMES", "PROFILE_PREFIX", "TMP_PREFIX", "LaunchSettings", "BrowserProcess",
            "find_chromium", "launch"]

@@ -4,34 +4,33 @@ The runner knows no step type: it asks the strategy registry who runs each
 step, times it, asserts its ``assertedEvents``, and on failure writes a
 screenshot and the page's DOM into the job's artifact folder and names
 them in the error.  Secrets used by the flow are masked in every string
-the runner produces (errors, DOM snapshots, results).
+the runner produces (errors, DOM snapshots, results) by the credential
+store's :class:`~navigation.credentials.Redactor`, and hidden on the page
+itself while the failure screenshot is taken (:mod:`navigation.redaction`).
+A page that draws secrets on a canvas cannot be masked: for such flows,
+``FlowRunner(failure_screenshots=False)`` writes only the DOM snapshot.
 """
 from __future__ import annotations
 
-import base64
-import html
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
-from urllib.parse import quote, quote_plus
-
-import orjson
 
 from coordination.telemetry_context import current, stream_logger
 from navigation.cdp import CDPConnection
+from navigation.credentials import MASK, Redactor
 from navigation.errors import (
     AssertionFailed, CDPConnectionLost, CredentialError, FlowValidationError, NavigationError, StepError,
 )
 from navigation.flow.records import Flow, SecretRef, Step
 from navigation.page import Pages
+from navigation.redaction import capture_png
 from navigation.steps.builtin import default_registry
 from navigation.steps.registry import StepContext, StepOutcome, StrategyRegistry, substitute
 
 perf_log = stream_logger("performance", __name__)
 domain_log = stream_logger("domain", __name__)
-
-MASK = "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,18 +78,33 @@ def _no_secrets(ref: SecretRef) -> str:
 
 @dataclass(slots=True)
 class Masker:
-    values: set[str] = field(default_factory=set)
+    """The secret values one run has used so far, masked by the credential store's :class:`Redactor`.
+
+    Why not the store's own redactor: a run masks what it *used* (resolved
+    secrets, in every form the redactor knows), which is also what the
+    screenshot redaction hides on the page (``forms``).
+    """
+
+    values: set[str] = field(default_factory=set, repr=False)
+    _redactor: Redactor | None = field(default=None, repr=False)
 
     def add(self, value: str) -> None:
-        """Mask ``value`` and the forms it takes in URLs, JSON and HTML (errors carry URLs, DOM is HTML)."""
-        if value:
-            self.values.update({value, orjson.dumps(value).decode()[1:-1], quote(value, safe=""),
-                                quote_plus(value, safe=""), html.escape(value), html.escape(value, quote=False)})
+        if value and value not in self.values:
+            self.values.add(value)
+            self._redactor = None
+
+    @property
+    def redactor(self) -> Redactor:
+        if self._redactor is None:
+            self._redactor = Redactor(self.values)
+        return self._redactor
+
+    def forms(self) -> tuple[str, ...]:
+        """Every form of every used value, longest first (for masking on the page)."""
+        return self.redactor.forms
 
     def __call__(self, text: str) -> str:
-        for v in sorted(self.values, key=len, reverse=True):
-            text = text.replace(v, MASK)
-        return text
+        return self.redactor.mask(text)
 
 
 class FlowRunner:
@@ -98,10 +112,14 @@ class FlowRunner:
 
     def __init__(self, registry: StrategyRegistry | None = None, *,
                  resolve_secret: Callable[[SecretRef], str] = _no_secrets,
-                 on_step: Callable[[StepResult], None] | None = None) -> None:
+                 on_step: Callable[[StepResult], None] | None = None,
+                 failure_screenshots: bool = True) -> None:
+        """``failure_screenshots=False``: a failed step writes only its (masked) DOM snapshot, no PNG —
+        for flows that draw secrets on a canvas, where no redaction can reach them."""
         self.registry = registry or default_registry()
         self.resolve_secret = resolve_secret
         self.on_step = on_step
+        self.failure_screenshots = failure_screenshots
 
     def check(self, flow: Flow) -> None:
         """Refuse a flow with a step nobody can run, before touching the browser."""
@@ -135,7 +153,7 @@ class FlowRunner:
                     break
             written: tuple[str, ...] = ()
             if failure is not None and not isinstance(failure[1], CDPConnectionLost):
-                written = self._failure_artifacts(pages, failure[0], artifacts, masker)
+                written = self._failure_artifacts(pages, failure[0], artifacts, masker, self.failure_screenshots)
         finally:
             if not connection.closed:
                 pages.close_all()
@@ -164,7 +182,8 @@ class FlowRunner:
         deadline = time.monotonic() + step.timeout / 1000
         page = pages.get(substitute(step.target, variables), step.timeout / 1000)
         ctx = StepContext(pages=pages, page=page, artifacts_dir=artifacts, variables=variables,
-                          resolve_secret=self.resolve_secret, remember_secret=masker.add, deadline=deadline)
+                          resolve_secret=self.resolve_secret, remember_secret=masker.add, deadline=deadline,
+                          secret_forms=masker.forms)
         navigation_asserted = [e for e in step.asserted_events if e.type == "navigation"]
         if navigation_asserted:
             page.session.pop_events("Page.loadEventFired")
@@ -199,16 +218,28 @@ class FlowRunner:
                           matched_index, matched, error)
 
     @staticmethod
-    def _failure_artifacts(pages: Pages, step: Step, artifacts: Path, masker: Masker) -> tuple[str, ...]:
-        """Screenshot and DOM of the page the step ran on; best effort, never hides the step's error."""
-        written = []
+    def _failure_artifacts(pages: Pages, step: Step, artifacts: Path, masker: Masker,
+                           screenshot: bool) -> tuple[str, ...]:
+        """Screenshot (secrets hidden) and DOM (secrets masked) of the step's page; best effort, never
+        hides the step's error.  A refused or failed screenshot does not cost the DOM snapshot."""
+        written: list[str] = []
         artifacts.mkdir(parents=True, exist_ok=True)
         base = artifacts / f"step-{step.index:02d}-{step.type}-failure"
         try:
             page = pages.get(step.target, 1.0)
-            png = page.send("Page.captureScreenshot", {"format": "png"}, timeout=10)["data"]
-            base.with_suffix(".png").write_bytes(base64.b64decode(png))
-            written.append(str(base.with_suffix(".png")))
+        except NavigationError as exc:
+            domain_log.warning("failure artifacts incomplete", extra={
+                "event": "artifacts_failed", "step": step.timing_key, "error": masker(str(exc)), **current()})
+            return ()
+        if screenshot:
+            try:
+                base.with_suffix(".png").write_bytes(capture_png(page, masker.forms(), timeout=10))
+                written.append(str(base.with_suffix(".png")))
+            except (NavigationError, OSError) as exc:
+                domain_log.warning("failure screenshot not written", extra={
+                    "event": "artifacts_failed", "step": step.timing_key, "error": masker(str(exc)),
+                    **current()})
+        try:
             dom = page.evaluate("document.documentElement.outerHTML", await_promise=False, timeout=10)
             base.with_suffix(".html").write_text(masker(str(dom)), encoding="utf-8")
             written.append(str(base.with_suffix(".html")))

@@ -2,8 +2,9 @@
 
 Every temporary profile and every browser the suite starts lives under a
 private TMPDIR created here; when the session ends, the suite fails if any
-process still references that directory or any ``drover-profile-*`` folder
-is left in it.
+process still references that directory or any ``drover-profile-*``,
+``drover-tmp-*`` or ``org.chromium.Chromium.*`` (Chromium's own singleton
+folder) is left in it.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ _SUITE_TMP = tempfile.mkdtemp(prefix="drover-suite-")
 os.environ["TMPDIR"] = _SUITE_TMP
 tempfile.tempdir = None  # re-read TMPDIR
 
-from navigation.launcher import PROFILE_PREFIX, BrowserProcess, launch  # noqa: E402
+from navigation.launcher import PROFILE_PREFIX, TMP_PREFIX, BrowserProcess, launch  # noqa: E402
+
+_LEFTOVER_PREFIXES = (PROFILE_PREFIX, TMP_PREFIX, "org.chromium.Chromium.")
 
 
 def _leftover_processes() -> list[str]:
@@ -42,14 +45,14 @@ def _leftover_profiles() -> list[str]:
     out = []
     for root, dirs, _files in os.walk(_SUITE_TMP):
         for d in dirs:
-            if d.startswith(PROFILE_PREFIX):
+            if d.startswith(_LEFTOVER_PREFIXES):
                 out.append(os.path.join(root, d))
     return out
 
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leaks_at_end():
-    """Torn down last: fails the run if a browser process or a temporary profile outlived its test."""
+    """Torn down last: fails the run if a browser process or a browser's temporary folder outlived its test."""
     yield
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (_leftover_processes() or _leftover_profiles()):
@@ -58,7 +61,7 @@ def no_leaks_at_end():
     if not procs and not profiles:
         shutil.rmtree(_SUITE_TMP, ignore_errors=True)
     assert not procs, f"browser processes left after the suite: {procs}"
-    assert not profiles, f"temporary profiles left after the suite: {profiles}"
+    assert not profiles, f"temporary profiles or browser temp folders left after the suite: {profiles}"
 
 
 @pytest.fixture(autouse=True)

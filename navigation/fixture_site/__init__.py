@@ -27,6 +27,8 @@ Pages (each has a distinct ``<title>``; see ``README.md`` for details)::
     /shadow.html         nested open shadow roots (#deep-button, #deep-input) and
                          an iframe /frame.html (#frame-button, #frame-input)
     /popup.html          #open-popup opens /popup_target.html ("Drover popup")
+    /echo.html           #typed echoed live as text in #echo and relayed to ?frame=URL's
+                         #relayed; #notes (textarea), #pad (contenteditable)   "Drover echo"
     /conformance.html    a target for every Recorder step type and selector prefix;
                          #to-page2 -> /conformance2.html
     /error               HTTP 500, "Drover error";  /status/<code>: that status

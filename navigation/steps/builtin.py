@@ -6,7 +6,6 @@ is one in-page call, followed by the real input events.
 """
 from __future__ import annotations
 
-import base64
 import time
 import urllib.parse
 from pathlib import Path
@@ -21,6 +20,7 @@ from navigation.flow.records import (
 )
 from navigation.keys import KEYS, MODIFIER_BITS, key_event
 from navigation.page import Page
+from navigation.redaction import capture_png, mark_secret_field
 from navigation.steps.registry import StepContext, StepOutcome, StepStrategy, StrategyRegistry
 
 _CDP_BUTTON = {"primary": "left", "auxiliary": "middle", "secondary": "right", "back": "back",
@@ -110,6 +110,8 @@ class ChangeStrategy(StepStrategy):
         value = ctx.value(step.value)
         plan = ctx.page.call("prepareChange", list(step.frame), alternatives(step), ctx.remaining_ms, value,
                              timeout_ms=ctx.remaining_ms)
+        if isinstance(step.value, SecretRef):
+            mark_secret_field(ctx.page)  # focused by prepareChange: screenshots hide its whole value
         if plan["mode"] == "type":
             type_text(ctx.page, plan["text"])
         return StepOutcome(matched_index=plan["index"], detail={"mode": plan["mode"]})
@@ -128,6 +130,7 @@ class KeyStrategy(StepStrategy):
             # A secret in a key step is a key sequence (a PIN, a canvas password): keyDown types
             # it one key at a time; the matching keyUp has nothing left to release.
             if down:
+                mark_secret_field(page)
                 type_text(page, key)
             return StepOutcome()
         bit = MODIFIER_BITS.get(key, 0)
@@ -309,11 +312,12 @@ class ScreenshotStrategy(StepStrategy):
             w, h = ctx.page.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]",
                                      await_promise=False)
             params["clip"] = {"x": 0, "y": 0, "width": w, "height": h, "scale": 1}
-        data = ctx.page.send("Page.captureScreenshot", params, timeout=ctx.remaining_ms / 1000 + 5)["data"]
+        # The run's secrets are hidden on the page for the capture (ScreenshotRefused if they cannot be).
+        png = capture_png(ctx.page, ctx.secret_forms(), params, timeout=ctx.remaining_ms / 1000 + 5)
         name = step.name or f"step-{step.index:02d}-screenshot.png"
         path = ctx.artifacts_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(data))
+        path.write_bytes(png)
         return StepOutcome(matched_index=index, detail={"artifact": str(path)})
 
 

@@ -63,6 +63,8 @@ class StepContext:
     resolve_secret: Callable[[SecretRef], str]
     remember_secret: Callable[[str], None]
     deadline: float
+    # Every form of every secret the run has used so far, longest first: what a capture must hide.
+    secret_forms: Callable[[], tuple[str, ...]] = tuple
 
     @property
     def remaining_ms(self) -> float:

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
 from navigation.errors import ChromiumNotFound
-from navigation.launcher import LaunchSettings, find_chromium, launch
+from navigation.launcher import PROFILE_PREFIX, TMP_PREFIX, LaunchSettings, find_chromium, launch
 from navigation.lifecycle import probe
 
 
@@ -107,3 +110,114 @@ def test_no_orphans_when_the_owning_process_is_sigkilled():
             owner.kill()
             owner.wait(5)
         owner.stdout.close()
+
+
+# -- nothing left in $TMPDIR: Chromium's own temp folders, and a kill at any point of launch() --------
+
+_LEFTOVER_PREFIXES = (PROFILE_PREFIX, TMP_PREFIX, "org.chromium.Chromium.")
+
+
+def _leftovers(tmpdir) -> list[str]:
+    return sorted(p.name for p in tmpdir.iterdir() if p.name.startswith(_LEFTOVER_PREFIXES))
+
+
+@pytest.fixture()
+def tmpdir_short():
+    """A fresh, short $TMPDIR for one test (Chromium's singleton socket path must fit 108 bytes)."""
+    path = tempfile.mkdtemp(prefix="t-")
+    yield Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _processes_using(path) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if any(str(path) in part for part in proc.info.get("cmdline") or []):
+            found.append(proc.info["pid"])
+    return found
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["temporary", "persistent"])
+def test_close_leaves_no_chromium_temp_dirs(tmp_path, tmpdir_short, monkeypatch, persistent):
+    tmpdir = tmpdir_short
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    profile = str(tmp_path / "profile") if persistent else None
+    proc = launch(LaunchSettings(user_data_dir=profile))
+    try:
+        # Chromium really makes its singleton folder while it runs (so the check below can fail) ...
+        singleton = os.path.realpath(os.path.join(proc.user_data_dir, "SingletonSocket"))
+        assert os.path.basename(os.path.dirname(singleton)).startswith("org.chromium.Chromium.")
+        assert os.path.dirname(os.path.dirname(singleton)) == proc.tmp_dir
+        assert _leftovers(tmpdir)
+    finally:
+        proc.close()
+    # ... and it is gone with the browser.
+    assert _wait(lambda: not _leftovers(tmpdir), 5), _leftovers(tmpdir)
+    if persistent:
+        assert os.path.isdir(profile)
+
+
+_KILLED_OWNER = """
+import sys, time
+from navigation.launcher import LaunchSettings, launch
+b = launch(LaunchSettings(user_data_dir=sys.argv[1] if len(sys.argv) > 1 else None))
+sys.stdout.write(f"{b.pid} {b.user_data_dir}\\n"); sys.stdout.flush()
+time.sleep(60)
+"""
+
+
+def _owner(tmpdir, *args: str, pause: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    if pause is not None:
+        env["DROVER_TEST_PAUSE_AT"] = pause
+    return subprocess.Popen([sys.executable, "-c", _KILLED_OWNER, *args], stdout=subprocess.PIPE, text=True,
+                            env=env, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+
+
+def _kill_owner(owner: subprocess.Popen) -> None:
+    if owner.poll() is None:
+        os.kill(owner.pid, signal.SIGKILL)
+    owner.wait(5)
+    owner.stdout.close()
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["temporary", "persistent"])
+def test_sigkilled_owner_leaves_no_chromium_temp_dirs(tmp_path, tmpdir_short, persistent):
+    tmpdir = tmpdir_short
+    owner = _owner(tmpdir, *([str(tmp_path / "profile")] if persistent else []))
+    try:
+        pid = int(owner.stdout.readline().split()[0])
+        assert _leftovers(tmpdir)  # the browser's folders exist while it runs
+    finally:
+        _kill_owner(owner)
+    assert _wait(lambda: _gone(pid) and not _leftovers(tmpdir), 10), _leftovers(tmpdir)
+
+
+@pytest.mark.parametrize("point", ["profile", "reaper-dirs"])
+def test_owner_killed_right_after_the_temporary_profile_exists_leaks_nothing(tmp_path, tmpdir_short, point):
+    """``profile``: in launch() the moment the temporary profile exists; ``reaper-dirs``: inside the reaper
+    before Chromium starts.  A kill there used to leak an empty ``drover-profile-*``."""
+    tmpdir = tmpdir_short
+    marker = tmp_path / "paused"
+    owner = _owner(tmpdir, pause=f"{point}:{marker}")
+    try:
+        assert _wait(marker.exists, 30), "the launch never reached the pause point"
+        profile = marker.read_text(encoding="utf-8")
+        assert os.path.basename(profile).startswith(PROFILE_PREFIX) and os.path.isdir(profile)
+    finally:
+        _kill_owner(owner)
+    assert _wait(lambda: not _leftovers(tmpdir) and not _processes_using(tmpdir), 10), \
+        (_leftovers(tmpdir), _processes_using(tmpdir))
+
+
+def test_a_tmpdir_too_long_for_chromiums_socket_still_launches_and_leaves_nothing(tmp_path, monkeypatch):
+    tmpdir = tmp_path / ("long-" + "x" * 70)
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    proc = launch()
+    try:
+        assert proc.user_data_dir.startswith(str(tmpdir)) and os.path.isdir(proc.tmp_dir)
+        assert len(proc.tmp_dir) + len("/org.chromium.Chromium.XXXXXX/SingletonSocket") <= 107
+    finally:
+        proc.close()
+    assert _wait(lambda: not _leftovers(tmpdir) and not os.path.exists(proc.tmp_dir), 5)
