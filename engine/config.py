@@ -22,6 +22,10 @@ TOML layout (every key optional)::
     seed = 0                 # jitter streams; 0 = from the run id
     lock_timeout = 60.0
     credentials = ""         # credential store file
+    failure_screenshots = 1  # 0: no screenshot of a failing step (flows that draw secrets on a canvas)
+    backend = "local"        # "local": forked workers; "ray": Ray actors on a cluster (pip install drover[ray])
+    ray_address = ""         # the Ray cluster to join ("auto", "HOST:6379"); empty: start a local Ray instance
+    lease_ttl = 10.0         # s a cluster lease lasts without a renewal (backend = "ray")
 
     [retry]
     base = 0.5
@@ -41,6 +45,7 @@ import psutil
 from engine.errors import ConfigError
 
 MODES = ("parallel", "legacy")
+BACKENDS = ("local", "ray")
 ISOLATIONS = ("context", "page")
 BROWSER_BUDGET_BYTES = 350 * 1024 * 1024
 
@@ -68,6 +73,10 @@ class Settings:
     retry_base: float = 0.5
     retry_cap: float = 10.0
     retry_jitter: str = "full"
+    failure_screenshots: int = 1
+    backend: str = "local"
+    ray_address: str = ""
+    lease_ttl: float = 10.0
 
     def __post_init__(self) -> None:
         problems = validate(self)
@@ -98,6 +107,12 @@ def validate(s: Settings) -> list[str]:
         p.append("recycle settings must be >= 0")
     if not s.state_dir:
         p.append("engine.state_dir must not be empty")
+    if s.backend not in BACKENDS:
+        p.append(f"engine.backend must be one of {BACKENDS}, got {s.backend!r}")
+    if s.failure_screenshots not in (0, 1):
+        p.append(f"engine.failure_screenshots must be 0 or 1, got {s.failure_screenshots}")
+    if s.lease_ttl <= 0:
+        p.append("engine.lease_ttl must be > 0")
     return p
 
 
@@ -191,4 +206,4 @@ def load_settings(explicit: str | None = None, *, overrides: Mapping[str, Any] |
     return LoadedSettings(settings, source, origins)
 
 
-__all__ = ["Settings", "LoadedSettings", "load_settings", "candidates", "default_workers", "MODES"]
+__all__ = ["Settings", "LoadedSettings", "load_settings", "candidates", "default_workers", "MODES", "BACKENDS"]

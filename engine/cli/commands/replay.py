@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--credentials", default=os.environ.get("DROVER_CREDENTIALS"),
                    help="JSON credential store (must be mode 600); else DROVER_SECRET_<NAME> variables")
     p.add_argument("--artifacts", default=None, help="artifact folder (default: a new temporary folder)")
+    p.add_argument("--no-failure-screenshots", action="store_true",
+                   help="on a failing step write only the (masked) DOM, no PNG (flows that draw secrets on a canvas)")
     p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                    help="a ${NAME} substitution (repeatable)")
     p.add_argument("--fixture-site", action="store_true",
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         phase = f" <{step.phase}>" if step.phase else ""
         console.line(f"{mark} {step.timing_key:<24}{phase} {step.duration_ms:8.1f} ms{sel}")
 
-    runner = FlowRunner(registry, resolve_secret=store.resolve, on_step=show)
+    runner = FlowRunner(registry, resolve_secret=store.resolve, on_step=show,
+                        failure_screenshots=not args.no_failure_screenshots)
     with contextlib.ExitStack() as stack:
         if args.fixture_site:
             from navigation.fixture_site import FixtureSite

@@ -38,3 +38,24 @@ def test_a_setting_wired_in_assembly_reaches_the_forked_worker_and_the_legacy_pa
     assert by_worker["legacy"]["pid"] == os.getpid()  # really the in-process rollback path
     for r in records:
         assert (r["retry_base"], r["isolation"], r["fake"]) == (0.777, "page", "from-settings-0.777")
+
+
+FAILING_FLOW = {"title": "fails", "steps": [
+    {"type": "navigate", "url": "${BASE_URL}/form.html"},
+    {"type": "click", "selectors": [["#no-such-element"]], "timeout": 500},
+]}
+
+
+def test_failure_screenshots_off_in_the_settings_leaves_the_dom_and_no_png(tmp_path, site):
+    batch = write_batch(tmp_path, site, 1, FAILING_FLOW, retries=0)
+    pngs = {}
+    for shots in (1, 0):
+        s = Settings(workers=1, state_dir=str(tmp_path / f"state-{shots}"), mode="legacy", failure_screenshots=shots)
+        req = RunRequest(str(batch), s)
+        prepared = prepare(req)
+        summary = execute(req, prepared)
+        assert summary.outcomes["failed"] == 1
+        files = sorted(p.suffix for p in (prepared.run_dir / "artifacts").rglob("*") if p.is_file())
+        assert ".html" in files, files
+        pngs[shots] = files.count(".png")
+    assert pngs == {1: 1, 0: 0}
