@@ -9,7 +9,8 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["engine*", "coordination*", "navigation*", "bench*"]),
     include_package_data=True,
-    package_data={"navigation": ["js/*.js", "examples/*.json"], "navigation.fixture_site": ["static/*", "static/**/*"]},
+    package_data={"navigation": ["js/*.js", "examples/*.json"], "navigation.fixture_site": ["static/*", "static/**/*"],
+                  "engine.evidence.report": ["page.html", "report.css"]},
     install_requires=[
         "websocket-client>=1.6",
         "orjson>=3.8",
@@ -23,7 +24,9 @@ setup(
             "pytest-benchmark>=4.0",
             "pytest-timeout>=2.1",
             "hypothesis>=6.80",
+            "ray>=2.9",  # the Ray backend's tests run in CI on a local multi-node cluster
         ],
+        "ray": ["ray>=2.9"],
         "peer": ["playwright>=1.40"],
     },
     entry_points={"console_scripts": ["drover=engine.cli.main:main"]},

@@ -4,6 +4,6 @@
 micro-benchmarks are pytest-benchmark tests under ``tests/bench/``.
 """
 from bench._e2e import BenchConfig, RunFigures, run_once
-from bench._gate import Verdict, evaluate
+from bench._gate import GateResult, evaluate
 
-__all__ = ["BenchConfig", "RunFigures", "run_once", "Verdict", "evaluate"]
+__all__ = ["BenchConfig", "RunFigures", "run_once", "GateResult", "evaluate"]

@@ -26,6 +26,10 @@ nothing to pair with, and the range stays the (cautious) noise.
 A baseline file records the machine it was measured on; comparing on a
 machine whose fingerprint differs warns loudly (it does not fail by itself:
 the numbers just mean little).
+
+The gate's answer is a :class:`GateResult` (passed or not, with the
+figures), not a "verdict": that word is the readiness Go / No-Go of a
+soak (:class:`engine.records.rundir.Verdict`), a different thing.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from typing import Any
 import orjson
 
 from bench._fingerprint import differences
+from engine.records.rundir import write_atomic
 
 KIND = "drover-bench-baseline"
 FORMAT = 1
@@ -48,7 +53,9 @@ class BaselineError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class GateResult:
+    """The regression gate on one comparison: passed or not, the drop, the noise it was judged against, and why."""
+
     passed: bool
     drop: float                 # fraction below the baseline mean (negative: faster)
     noise: float                # jobs/s
@@ -76,7 +83,7 @@ def paired_margin(differences: list[float]) -> float:
 
 
 def evaluate(baseline: list[float], current: list[float], control: list[float] | None = None, *,
-             threshold: float = THRESHOLD) -> Verdict:
+             threshold: float = THRESHOLD) -> GateResult:
     """The gate on per-run throughputs (jobs/s); ``control``: same-invocation re-runs of the baseline config."""
     if not baseline or not current:
         raise ValueError("the gate needs at least one baseline run and one current run")
@@ -120,7 +127,7 @@ def evaluate(baseline: list[float], current: list[float], control: list[float] |
         out.append(f"FAIL: throughput regressed {100 * drop:.1f}% against the {what} (limit "
                    f"{100 * threshold:.0f}%), and the drop ({ref - cur:.3f} jobs/s) exceeds the run-to-run noise "
                    f"({noise:.3f} jobs/s)")
-    return Verdict(passed, drop, noise, saved, cur, control_mean, tuple(out), tuple(warnings))
+    return GateResult(passed, drop, noise, saved, cur, control_mean, tuple(out), tuple(warnings))
 
 
 def baseline_document(summary: dict[str, Any], fingerprint: dict[str, Any], batch_version: int) -> dict[str, Any]:
@@ -130,7 +137,8 @@ def baseline_document(summary: dict[str, Any], fingerprint: dict[str, Any], batc
 
 
 def save(path: str | Path, document: dict[str, Any]) -> None:
-    Path(path).write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    """Atomically (a half-written baseline would fail every later gate)."""
+    write_atomic(path, orjson.dumps(document, option=orjson.OPT_INDENT_2))
 
 
 def load(path: str | Path, batch_version: int) -> dict[str, Any]:
@@ -180,6 +188,7 @@ def load_warning(doc: dict[str, Any], summary: dict[str, Any], cores: int) -> st
             f"then, {now:.1f} now, {cores} cores): other work on this host moves throughput")
 
 
-__all__ = ["Verdict", "evaluate", "paired_margin", "BaselineError", "baseline_document", "save", "load", "machine_warnings",
-           "load_warning",
-           "THRESHOLD", "KIND", "FORMAT"]
+# Until bench/__init__.py imports GateResult (then this alias goes: one word, one meaning).
+
+__all__ = ["GateResult", "evaluate", "paired_margin", "BaselineError", "baseline_document", "save", "load",
+           "machine_warnings", "load_warning", "THRESHOLD", "KIND", "FORMAT"]

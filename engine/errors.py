@@ -9,8 +9,9 @@
         ├── ResultsStoreError        persistence  SQLite results store failures
         │   └── StaleLease           persistence  a write with an epoch below its fence (refused, counted)
         ├── StateBusy                input        another run or soak holds the state directory
+        ├── RunDirError              input        a run-directory file unreadable, not JSON, or a wrong value (also a ValueError)
         ├── ReportError              persistence  the evidence package could not be written
-        │   └── ReportInputError     input        no readable summary.json in the run directory
+        │   └── ReportInputError     input        no readable soak summary in the run directory
         ├── ReadinessError           persistence  the readiness verdict or a baseline could not be written
         │   └── ReadinessInputError  input        an unreadable run directory, summary or baseline
         └── TelemetryError           telemetry    a log sink failed (counted, never fatal to a job)
@@ -59,14 +60,31 @@ class StateBusy(EngineError):
     category = "input"
 
 
+class RunDirError(EngineError, ValueError):
+    """A run-directory file that cannot be read, is not JSON, or holds a value of the wrong type.
+
+    ``path`` is the file (or the directory), ``field`` the place in it in
+    dotted form (``windows[3].jobs.passed``, ``line 7``; empty for the whole
+    file), ``problem`` what is wrong there.  A ``ValueError`` too: bad input.
+    """
+
+    category = "input"
+
+    def __init__(self, path: str, field: str, problem: str) -> None:
+        super().__init__(f"{path}: {field}: {problem}" if field else f"{path}: {problem}")
+        self.path = path
+        self.field = field
+        self.problem = problem
+
+
 class ReportError(EngineError):
-    """The evidence (report.html, drilldown) could not be written."""
+    """The evidence (the report page, the drilldown) could not be written."""
 
     category = "persistence"
 
 
 class ReportInputError(ReportError):
-    """The run directory holds no readable ``summary.json``."""
+    """The run directory holds no readable soak summary."""
 
     category = "input"
 
@@ -87,6 +105,6 @@ class TelemetryError(EngineError):
     category = "telemetry"
 
 
-__all__ = ["EngineError", "ConfigError", "BatchInputError", "ResultsStoreError", "StaleLease", "StateBusy",
+__all__ = ["EngineError", "ConfigError", "BatchInputError", "ResultsStoreError", "StaleLease", "StateBusy", "RunDirError",
            "ReportError", "ReportInputError",
            "ReadinessError", "ReadinessInputError", "TelemetryError"]

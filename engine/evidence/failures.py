@@ -49,6 +49,7 @@ from typing import Any, Iterable, Iterator
 from coordination.errors import CATEGORIES
 from coordination.telemetry_context import STREAMS
 from engine.errors import ResultsStoreError
+from engine.records.rundir import FailureRow, stream_path
 from engine.records.store import AttemptRecord, DuplicateOutcome, ResultsStore
 from engine.records.streams import read_stream
 from navigation.errors import FlowError
@@ -99,30 +100,6 @@ def error_class(message: str | None, record: dict[str, Any] | None = None) -> st
 
 
 @dataclass(frozen=True, slots=True)
-class FailureRow:
-    """One category of the matrix."""
-
-    category: str
-    count: int
-    jobs: int
-    first_seen: float | None
-    last_seen: float | None
-    examples: tuple[str, ...]
-    root_cause: str | None
-    error_class: str | None
-    containment: tuple[tuple[str, int], ...]  # (label, failures it was applied to), most frequent first
-    resolved: bool | None
-    unresolved_jobs: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"category": self.category, "count": self.count, "jobs": self.jobs, "first_seen": self.first_seen,
-                "last_seen": self.last_seen, "examples": list(self.examples), "root_cause": self.root_cause,
-                "error_class": self.error_class, "containment": [label for label, _ in self.containment],
-                "containment_counts": dict(self.containment), "resolved": self.resolved,
-                "unresolved_jobs": self.unresolved_jobs}
-
-
-@dataclass(frozen=True, slots=True)
 class _Failure:
     category: str
     ts: float | None
@@ -148,7 +125,7 @@ class _Events:
 
 def _stream_records(run_dir: Path) -> Iterator[dict[str, Any]]:
     for stream in STREAMS:
-        path = run_dir / f"{stream}.jsonl"
+        path = stream_path(run_dir, stream)
         if path.exists():
             yield from read_stream(path)
 
@@ -284,7 +261,8 @@ def build_failure_matrix(store_path: str | os.PathLike[str], run_id: str,
 
 
 def to_dicts(rows: Iterable[FailureRow]) -> list[dict[str, Any]]:
-    return [r.to_dict() for r in rows]
+    """The matrix as written to the run directory (:meth:`FailureRow.to_json` per row)."""
+    return [r.to_json() for r in rows]
 
 
 def matrix_lines(rows: Iterable[FailureRow]) -> list[str]:

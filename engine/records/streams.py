@@ -1,7 +1,7 @@
 """The four JSON log streams of a run, and ``trace`` over them.
 
 ``operational``, ``performance``, ``domain`` and ``audit`` each go to
-``<run_dir>/<stream>.jsonl``, one JSON object per line, written by
+``<run_dir>/<stream>.jsonl`` (:func:`engine.records.rundir.stream_path`), one JSON object per line, written by
 python-json-logger (orjson backend).  Every record carries ``ts``,
 ``stream``, ``run_id``, ``correlation_id``, ``worker`` and ``session``
 (from the bound correlation context when the caller did not pass them).
@@ -29,8 +29,12 @@ import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from coordination.telemetry_context import CONTEXT_FIELDS, STREAMS, current
+from engine.records import rundir
 
 _RESERVED = ("message", "ts", "level", "stream", "logger")
+# The fields every record carries (``taskName``: what Python 3.12+ adds to each record); the rest are the
+# record's own, which ``trace`` and the report's drilldown show as ``key=value``.
+STANDARD_FIELDS: frozenset[str] = frozenset(_RESERVED + CONTEXT_FIELDS + ("taskName",))
 
 
 class _ContextFilter(logging.Filter):
@@ -128,7 +132,7 @@ def install(run_dir: str | os.PathLike[str], *, overrides: dict[str, str] | None
     telemetry = Telemetry(run_dir)
     for stream in STREAMS:
         path = (overrides or {}).get(stream) or os.environ.get(f"DROVER_LOG_{stream.upper()}") \
-            or str(run_dir / f"{stream}.jsonl")
+            or str(rundir.stream_path(run_dir, stream))
         sink = StreamSink(path, stream)
         logger = logging.getLogger(f"drover.{stream}")
         telemetry.previous[stream] = (logger.level, logger.propagate)
@@ -183,7 +187,7 @@ def trace(run_dir: str | os.PathLike[str], ident: str, streams: Iterable[str] = 
     run_dir = Path(run_dir)
     out = []
     for stream in streams:
-        path = run_dir / f"{stream}.jsonl"
+        path = rundir.stream_path(run_dir, stream)
         if not path.exists():
             continue
         for rec in read_stream(path):
@@ -195,4 +199,5 @@ def trace(run_dir: str | os.PathLike[str], ident: str, streams: Iterable[str] = 
     return out
 
 
-__all__ = ["StreamSink", "Telemetry", "install", "read_stream", "trace", "local_losses", "reset_local_losses"]
+__all__ = ["StreamSink", "Telemetry", "install", "read_stream", "trace", "local_losses", "reset_local_losses",
+           "STANDARD_FIELDS"]

@@ -48,7 +48,7 @@ from engine.soak.alerts import AlertManager, JsonlSink, StderrSink, WebhookSink
 from engine.records.batch import Batch
 from engine.config import Settings
 from engine.errors import ReportError, StateBusy
-from engine.evidence.failures import build_failure_matrix, to_dicts
+from engine.evidence.failures import build_failure_matrix
 from engine.evidence.report import build_evidence
 from engine.execution.runs import PreparedRun, RunRequest, build_supervisor, prepare
 from engine.evidence.slo import SLOSpec, load_slo
@@ -58,7 +58,7 @@ from engine.execution.assembly import run_sequentially, sequential_executor
 from engine.execution.executor import JobReport
 from engine.execution.scheduling import AffinityScheduler, take_preferred
 from engine.execution.supervisor import JOB_DEADLINE_GRACE
-from engine.records import streams
+from engine.records import rundir, streams
 
 ops = stream_logger("operational", __name__)
 domain = stream_logger("domain", __name__)
@@ -155,7 +155,8 @@ class SoakResult:
     status: str  # completed | halted | interrupted
     go: bool
     reasons: list[str]
-    summary: dict[str, Any]
+    summary: dict[str, Any]  # as written to the summary file (``record.to_json()``)
+    record: rundir.SoakSummary
 
 
 @dataclass(slots=True)
@@ -204,7 +205,7 @@ class _Soak:
     def run(self) -> SoakResult:
         prepared, soak, run_dir = self.prepared, self.soak, self.run_dir
         if soak.slo_path:
-            _copy_slo(Path(soak.slo_path), run_dir / "slo.json")
+            _copy_slo(Path(soak.slo_path), run_dir)
         sinks = [StderrSink(self.write_line), JsonlSink(run_dir)]
         if soak.webhook:
             sinks.append(WebhookSink(soak.webhook))
@@ -225,7 +226,7 @@ class _Soak:
                       _Phase("legacy", started + DRILL_BACK * soak.duration_s), _Phase("parallel", end)]
         else:
             phases = [_Phase("parallel", end)]
-        lock = filelock.FileLock(str(run_dir / "supervisor.lock"))
+        lock = filelock.FileLock(str(rundir.run_lock_path(run_dir)))
         lock.acquire(timeout=0)
         try:
             with bind(run_id=prepared.run_id, correlation_id=prepared.run_id, worker="supervisor"):
@@ -251,8 +252,8 @@ class _Soak:
                             "unfinished": phase.unfinished_after})
                 ended = time.time()
                 aggregate = hooks.finish(ended)
-                run_alerts = alerts.evaluate_run(aggregate)
-                aggregate["slo"] = [r.to_dict() for r in alerts.last_results]
+                run_alerts = alerts.evaluate_run(aggregate.to_json())
+                aggregate = dataclasses.replace(aggregate, slo=tuple(r.record() for r in alerts.last_results))
                 interrupted = any(p.status == "interrupted" for p in phases)
                 status = "halted" if hooks.halted else ("interrupted" if interrupted else "completed")
                 not_started = store.discard_unstarted(prepared.run_id) if status == "completed" else 0
@@ -260,14 +261,13 @@ class _Soak:
                 summary = self._summary(store, scheduler, hooks, alerts, phases, aggregate, run_alerts,
                                         started_wall, ended, status, not_started)
                 reasons = _soak_reasons(summary, hooks.halted, alerts.breached)
-                summary["verdict"] = {"go": not reasons, "reasons": reasons}
-                matrix = build_failure_matrix(prepared.store_path, prepared.run_id, str(run_dir))
-                (run_dir / "failure_matrix.json").write_bytes(orjson.dumps(to_dicts(matrix),
-                                                                           option=orjson.OPT_INDENT_2))
-                (run_dir / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+                summary = dataclasses.replace(summary, verdict=rundir.Verdict(go=not reasons, reasons=tuple(reasons)))
+                rundir.write_failure_matrix(run_dir, build_failure_matrix(prepared.store_path, prepared.run_id,
+                                                                          str(run_dir)))
+                rundir.write_summary(run_dir, summary)
                 _evidence(run_dir)
                 ops.info("soak finished", extra={"event": "soak_finished", "status": status, "go": not reasons})
-                return SoakResult(prepared.run_id, run_dir, status, not reasons, reasons, summary)
+                return SoakResult(prepared.run_id, run_dir, status, not reasons, reasons, summary.to_json(), summary)
         finally:
             lock.release()
             alerts.close()
@@ -321,28 +321,26 @@ class _Soak:
     # -- summary --------------------------------------------------------------------------
 
     def _summary(self, store: ResultsStore, scheduler: CyclingScheduler, hooks: SoakHooks, alerts: AlertManager,
-                 phases: list[_Phase], aggregate: dict[str, Any], run_alerts: list, started: float, ended: float,
-                 status: str, not_started: int) -> dict[str, Any]:
+                 phases: list[_Phase], aggregate: rundir.Window, run_alerts: list[rundir.Alert], started: float,
+                 ended: float, status: str, not_started: int) -> rundir.SoakSummary:
         p = self.prepared
         batch_path = Path(p.batch.path)
-        return {
-            "run_id": p.run_id, "started_at": started, "ended_at": ended,
-            "target_duration_s": self.soak.duration_s, "window_s": self.window_s, "workers": self.workers_n,
-            "mode": "parallel+rollback-drill" if self.soak.rollback_drill else "parallel",
-            "status": status, "halt_reason": hooks.halted, "cycles": scheduler.cycle,
-            "batch": {"path": str(batch_path), "sha256": _sha256(batch_path), "jobs": len(p.batch.jobs)},
-            "windows": read_windows(self.run_dir), "aggregate": aggregate,
-            "throughput": _throughputs(phases, aggregate),
-            "jobs": self._job_accounting(store, scheduler, not_started),
-            "last_quarter": _last_quarter(store, p.run_id, started, ended),
-            "supervisor_memory": hooks.memory.to_dict(),
-            "phases": [{"mode": ph.mode, "started_at": ph.started or None, "ended_at": ph.ended or None,
-                        "jobs": ph.jobs, "status": ph.status, "unfinished_after": ph.unfinished_after}
-                       for ph in phases],
-            "rollback_drill": _drill(phases, hooks.duplicates) if self.soak.rollback_drill else None,
-            "alerts_fired": dict(alerts.counts), "run_alerts": [a.to_dict() for a in run_alerts]}
+        return rundir.SoakSummary(
+            run_id=p.run_id, started_at=started, ended_at=ended, target_duration_s=self.soak.duration_s,
+            window_s=self.window_s, workers=self.workers_n,
+            mode="parallel+rollback-drill" if self.soak.rollback_drill else "parallel",
+            status=status, halt_reason=hooks.halted, cycles=scheduler.cycle,
+            batch=rundir.BatchInfo(str(batch_path), _sha256(batch_path), len(p.batch.jobs)),
+            windows=read_windows(self.run_dir), aggregate=aggregate, throughput=_throughputs(phases, aggregate),
+            jobs=self._job_accounting(store, scheduler, not_started),
+            last_quarter=_last_quarter(store, p.run_id, started, ended), supervisor_memory=hooks.memory.record(),
+            phases=tuple(rundir.SoakPhase(ph.mode, ph.started or None, ph.ended or None, ph.jobs, ph.status,
+                                          ph.unfinished_after) for ph in phases),
+            rollback_drill=_drill(phases, hooks.duplicates) if self.soak.rollback_drill else None,
+            alerts_fired=dict(alerts.counts), run_alerts=tuple(run_alerts))
 
-    def _job_accounting(self, store: ResultsStore, scheduler: CyclingScheduler, not_started: int) -> dict[str, Any]:
+    def _job_accounting(self, store: ResultsStore, scheduler: CyclingScheduler,
+                        not_started: int) -> rundir.JobAccounting:
         batch, s = self.prepared.batch, self.settings
         recorded = finished = unfinished = over = 0
         longest = 0.0
@@ -359,16 +357,16 @@ class _Soak:
             job = batch.job(job_id)
             if span > job.timeout * (1 + job.retries) + job.retries * s.retry_cap + JOB_DEADLINE_GRACE:
                 over += 1
-        return {"recorded": recorded, "finished": finished, "unfinished": unfinished, "not_started": not_started,
-                "over_bound": over, "max_job_s": longest, "max_queue_wait_s": scheduler.run_wait_max}
+        return rundir.JobAccounting(recorded, finished, unfinished, not_started, over, longest,
+                                    scheduler.run_wait_max)
 
 
-def _copy_slo(src: Path, dest: Path) -> None:
+def _copy_slo(src: Path, run_dir: Path) -> None:
     """The SLO file as JSON in the run directory (a TOML file is converted), for the report and readiness."""
     raw = src.read_bytes()
     if src.suffix.lower() == ".toml":
         raw = orjson.dumps(tomllib.loads(raw.decode("utf-8")), option=orjson.OPT_INDENT_2)
-    dest.write_bytes(raw)
+    rundir.write_slo_copy(run_dir, raw)
 
 
 def _unfinished(store: ResultsStore, run_id: str) -> int:
@@ -383,23 +381,23 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def _throughputs(phases: list[_Phase], aggregate: dict[str, Any]) -> dict[str, float | None]:
+def _throughputs(phases: list[_Phase], aggregate: rundir.Window) -> rundir.Throughputs:
     def rate(mode: str) -> float | None:
         done = [ph for ph in phases if ph.mode == mode and ph.started and ph.ended > ph.started]
         span = sum(ph.ended - ph.started for ph in done)
         return sum(ph.jobs for ph in done) / span if span > 0 else None
-    return {"overall": aggregate.get("throughput"), "parallel": rate("parallel"), "legacy": rate("legacy")}
+    return rundir.Throughputs(aggregate.throughput, rate("parallel"), rate("legacy"))
 
 
-def _last_quarter(store: ResultsStore, run_id: str, started: float, ended: float) -> dict[str, Any]:
+def _last_quarter(store: ResultsStore, run_id: str, started: float, ended: float) -> rundir.LastQuarter:
     since = started + 0.75 * (ended - started)
     counts = store.outcome_counts_since(run_id, since)
     done = counts["passed"] + counts["failed"]
-    return {"from": since, "to": ended, "passed": counts["passed"], "failed": counts["failed"],
-            "error_rate": counts["failed"] / done if done else None}
+    return rundir.LastQuarter(since, ended, counts["passed"], counts["failed"],
+                              counts["failed"] / done if done else None)
 
 
-def _drill(phases: list[_Phase], duplicates: int) -> dict[str, Any]:
+def _drill(phases: list[_Phase], duplicates: int) -> rundir.RollbackDrill:
     before, legacy, after = phases
     lost = max(ph.unfinished_after for ph in phases)
     problems = []
@@ -412,27 +410,26 @@ def _drill(phases: list[_Phase], duplicates: int) -> dict[str, Any]:
         problems.append(f"{lost} started job(s) without an outcome at a switch")
     if duplicates:
         problems.append(f"{duplicates} duplicate outcome(s) refused")
-    return {"passed": not problems, "to_legacy_at": legacy.started or None, "back_at": after.started or None,
-            "jobs_parallel_before": before.jobs, "jobs_legacy": legacy.jobs, "jobs_parallel_after": after.jobs,
-            "lost": lost, "duplicates": duplicates, "error": "; ".join(problems) or None}
+    return rundir.RollbackDrill(not problems, legacy.started or None, after.started or None, before.jobs,
+                                legacy.jobs, after.jobs, lost, duplicates, "; ".join(problems) or None)
 
 
-def _soak_reasons(summary: dict[str, Any], halted: str | None, breached: bool) -> list[str]:
-    agg = summary["aggregate"]
+def _soak_reasons(summary: rundir.SoakSummary, halted: str | None, breached: bool) -> list[str]:
+    agg = summary.aggregate
     reasons = []
     if halted:
         reasons.append(f"halted: {halted}")
     if breached:
         reasons.append("SLO breached")
-    if agg.get("duplicates"):
-        reasons.append(f"{agg['duplicates']} duplicate outcome(s)")
-    if agg.get("unowned_uses"):
-        reasons.append(f"{agg['unowned_uses']} unowned session use(s)")
-    if summary["status"] == "interrupted":
+    if agg is not None and agg.duplicates:
+        reasons.append(f"{agg.duplicates} duplicate outcome(s)")
+    if agg is not None and agg.unowned_uses:
+        reasons.append(f"{agg.unowned_uses} unowned session use(s)")
+    if summary.status == "interrupted":
         reasons.append("interrupted before the target duration")
-    drill = summary.get("rollback_drill")
-    if drill is not None and not drill["passed"]:
-        reasons.append(f"rollback drill failed: {drill['error']}")
+    drill = summary.rollback_drill
+    if drill is not None and not drill.passed:
+        reasons.append(f"rollback drill failed: {drill.error}")
     return reasons
 
 

@@ -6,10 +6,11 @@ at a flat memory footprint, so their bounds are written down in one place:
 * latency goes into :class:`~engine.records.metrics.Histogram` objects, one per
   ``flow:NAME``, ``phase:STEP-TYPE`` and ``label:PHASE-LABEL`` per window
   and for the whole run (a few thousand buckets at most, however many jobs);
-* a closed window is appended to ``windows.jsonl`` in the run directory
-  and only the last :data:`HISTORY` windows stay in memory (the alert rules
-  look back three); its per-window histograms are dropped once the window
-  is evaluated, so ``summary.json`` grows by a few kilobytes per window;
+* a closed window is appended to the run directory's windows file
+  (:func:`engine.records.rundir.append_window`) and only the last
+  :data:`HISTORY` windows stay in memory (the alert rules look back
+  three); its per-window histograms are dropped once the window is
+  evaluated, so the summary grows by a few kilobytes per window;
 * resources are sampled every few seconds and only each window's maximum
   per worker is kept; supervisor memory is a series thinned by halving
   whenever it reaches :data:`MEMORY_POINTS` points.
@@ -22,18 +23,19 @@ under ``label:``, so no step is counted twice under one prefix.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import os
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
-import orjson
 import psutil
 
 from coordination.telemetry_context import stream_logger
 from engine.soak.alerts import AlertManager
 from engine.execution.executor import JobReport
+from engine.records import rundir
 from engine.records.metrics import Histogram
 from engine.execution.supervisor import SupervisorHooks
 
@@ -42,10 +44,12 @@ ops = stream_logger("operational", __name__)
 HISTORY = 16          # closed windows kept in memory for the alert rules (they look back 3)
 MEMORY_POINTS = 240   # supervisor-memory series length before it is thinned by half
 MB = 2 ** 20
+_RESOURCE_KEYS = ("browser_uss_mb", "browser_rss_mb", "fds", "children")  # what _tree_figures samples
 
 
-class Window:
-    """Accumulators for one window (and, with ``index`` -1, for the whole run)."""
+class WindowTally:
+    """Accumulators for one window (and, with ``index`` -1, for the whole run); :meth:`record` closes them
+    into the run directory's :class:`~engine.records.rundir.Window`."""
 
     def __init__(self, index: int, start: float, window_s: float = math.inf) -> None:
         self.index = index
@@ -87,27 +91,28 @@ class Window:
             for key, value in figures.items():
                 kept[key] = max(kept.get(key, value), value)
 
-    def to_dict(self, end: float, extra: dict[str, Any], *, histograms: bool) -> dict[str, Any]:
+    def record(self, end: float, *, histograms: bool, **safety: Any) -> rundir.Window:
+        """The window's figures at ``end``; ``safety``: the supervisor's figures (``supervisor_rss_mb`` .. ``mode``)."""
         span = max(1e-9, end - self.start)
         done = self.passed + self.failed
-        latency = {}
-        for name, h in sorted(self.latency.items()):
-            stats = {"n": h.count, "p50": h.percentile(50), "p95": h.percentile(95), "p99": h.percentile(99),
-                     "max": h.max, "avg": h.mean, "min": h.min}
-            if histograms:
-                stats["histogram"] = h.to_dict()
-            latency[name] = stats
-        return {
-            "index": self.index, "start": self.start, "end": end,
-            "jobs": {"passed": self.passed, "failed": self.failed},
-            "error_rate": (self.failed / done) if done else None,
-            "throughput": done / span,
-            "throughput_per_worker": {w: n / span for w, n in sorted(self.per_worker.items())},
-            "latency": latency,
-            "resources": {w: dict(r) for w, r in sorted(self.resources.items())},
-            "queue_wait_max_ms": self.queue_wait_max_s * 1000.0,
-            "partial": self.index >= 0 and span < 0.5 * self.window_s,
-            **extra}
+        latency = {name: rundir.LatencyStats(h.count, h.percentile(50), h.percentile(95), h.percentile(99), h.max,
+                                             h.mean, h.min, h if histograms else None)
+                   for name, h in sorted(self.latency.items())}
+        resources = {w: rundir.WorkerResources(int(r["samples"]), *(r.get(k) for k in _RESOURCE_KEYS))
+                     for w, r in sorted(self.resources.items())}
+        return rundir.Window(
+            index=self.index, start=self.start, end=end, jobs=rundir.JobCounts(self.passed, self.failed),
+            error_rate=(self.failed / done) if done else None, throughput=done / span,
+            throughput_per_worker={w: n / span for w, n in sorted(self.per_worker.items())},
+            latency=latency, resources=resources, queue_wait_max_ms=self.queue_wait_max_s * 1000.0,
+            partial=self.index >= 0 and span < 0.5 * self.window_s, **safety)
+
+    def to_dict(self, end: float, extra: dict[str, Any], *, histograms: bool) -> dict[str, Any]:
+        """:meth:`record` in its wire form (what the alert rules and the SLOs evaluate)."""
+        return self.record(end, histograms=histograms, **extra).to_json()
+
+
+# Until tests/engine/execution/test_soak_parts.py imports WindowTally: one name, one meaning after that.
 
 
 def _tree_figures(root: psutil.Process) -> dict[str, float]:
@@ -174,10 +179,13 @@ class MemoryTrack:
         self._seen += 1
         return mb
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> rundir.SupervisorMemory:
         growth = (self.max_mb - self.first_mb) if self.first_mb is not None and self.max_mb is not None else None
-        return {"settle_s": self.settle_s, "first_mb": self.first_mb, "last_mb": self.last_mb, "max_mb": self.max_mb,
-                "growth_mb": growth, "samples": [list(p) for p in self.points]}
+        return rundir.SupervisorMemory(self.settle_s, self.first_mb, self.last_mb, self.max_mb, growth,
+                                       tuple(self.points))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.record().to_json()
 
 
 class SoakHooks(SupervisorHooks):
@@ -197,8 +205,8 @@ class SoakHooks(SupervisorHooks):
         self.scheduler = scheduler
         self.sample_s = sample_s
         self.memory = memory
-        self.window = Window(0, started, window_s)
-        self.total = Window(-1, started)
+        self.window = WindowTally(0, started, window_s)
+        self.total = WindowTally(-1, started)
         self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
         self.windows_closed = 0
         self.halted: str | None = None
@@ -265,20 +273,21 @@ class SoakHooks(SupervisorHooks):
 
     def close_window(self, sup: Any, now: float) -> None:
         self.memory.sample(now)
-        w = self.window.to_dict(now, self._safety(sup, self._at_window_start), histograms=True)
+        record = self.window.record(now, histograms=True, **self._safety(sup, self._at_window_start))
+        w = record.to_json()
         c = self._counters(sup)
         self._at_window_start = {"restarts": c["restarts"], "duplicates": c["duplicates"]}
         fired = self.alerts.evaluate(w, list(self.history))
-        w["slo"] = [r.to_dict() for r in self.alerts.last_results]
-        for stats in w["latency"].values():
-            stats.pop("histogram", None)  # evaluated: the stats are what the evidence keeps
-        self.history.append(w)
+        # evaluated: the stats are what the evidence keeps, with the SLO results beside them
+        record = dataclasses.replace(record.without_histograms(),
+                                     slo=tuple(r.record() for r in self.alerts.last_results))
+        self.history.append(record.to_json())
         self.windows_closed += 1
-        with open(self.run_dir / "windows.jsonl", "ab") as fh:
-            fh.write(orjson.dumps(w) + b"\n")
-        ops.info("soak window closed", extra={"event": "window", "window": w["index"], "throughput": w["throughput"],
-                                              "error_rate": w["error_rate"], "alerts": len(fired)})
-        self.window = Window(w["index"] + 1, now, self.window_s)
+        rundir.append_window(self.run_dir, record)
+        ops.info("soak window closed", extra={"event": "window", "window": record.index,
+                                              "throughput": record.throughput, "error_rate": record.error_rate,
+                                              "alerts": len(fired)})
+        self.window = WindowTally(record.index + 1, now, self.window_s)
         if self.alerts.critical and self.halted is None:
             self.halted = self.alerts.halt_reason
             ops.error("soak halted by a critical alert", extra={"event": "halt", "reason": self.halted})
@@ -286,21 +295,17 @@ class SoakHooks(SupervisorHooks):
             if sup is not None:
                 sup.drain_requested = True
 
-    def finish(self, now: float) -> dict[str, Any]:
+    def finish(self, now: float) -> rundir.Window:
         """Close the open window and return the whole run's figures (with its histograms)."""
         if self.window.passed + self.window.failed:
             self.close_window(None, now)
-        final = self.total.to_dict(now, self._safety(None, {"restarts": 0, "duplicates": 0}), histograms=True)
-        final["index"] = None
-        final["mode"] = "run"
-        return final
+        safety = self._safety(None, {"restarts": 0, "duplicates": 0}) | {"mode": "run"}
+        return dataclasses.replace(self.total.record(now, histograms=True, **safety), index=None)
 
 
-def read_windows(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "windows.jsonl"
-    if not path.is_file():
-        return []
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+def read_windows(run_dir: Path) -> tuple[rundir.Window, ...]:
+    """The windows the soak closed, from the run directory's windows file."""
+    return rundir.read_windows(run_dir)
 
 
-__all__ = ["Window", "SoakHooks", "MemoryTrack", "sample_workers", "read_windows", "HISTORY", "MEMORY_POINTS"]
+__all__ = ["WindowTally", "SoakHooks", "MemoryTrack", "sample_workers", "read_windows", "HISTORY", "MEMORY_POINTS"]

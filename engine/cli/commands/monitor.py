@@ -13,7 +13,7 @@ otherwise) until the run is no longer running, its supervisor has been gone
 for a few seconds (a killed run: resume it), or Ctrl-C.  Exit 0; 2 when
 there is no such run or no results store.
 
-Live means a process holds the run's ``supervisor.lock``.  The monitor looks
+Live means a process holds the run's run lock (:func:`engine.records.rundir.run_lock_path`).  The monitor looks
 the lock up in ``/proc/locks`` instead of trying to take it: a ``--resume``
 starting at that instant takes it without waiting and would fail.
 """
@@ -34,13 +34,14 @@ from engine.cli.console import Console
 from engine.errors import ResultsStoreError
 from engine.cli.exit_codes import EXIT_INPUT, EXIT_OK
 from engine.execution.runs import store_path
+from engine.records import rundir
 from engine.records.reader import CurrentJob, StateReader, StoreView
 
 NAME = "monitor"
 HELP = "live view of a running batch: workers, current jobs, rates, contention"
 
 DEFAULT_INTERVAL = 2.0
-# A running run whose supervisor lock nobody holds for this long is dead (killed): stop watching it.
+# A running run whose run lock nobody holds for this long is dead (killed): stop watching it.
 # Long enough to cover the moment between recording a run and its supervisor taking the lock.
 GONE_AFTER_S = 5.0
 LOCKS_FILE = "/proc/locks"
@@ -115,13 +116,13 @@ class Snapshot:
 
 
 def supervisor_state(run_dir: str | os.PathLike[str], locks_file: str = LOCKS_FILE) -> str:
-    """``running`` if a process holds the run's supervisor lock, ``not running`` if none does, else ``unknown``.
+    """``running`` if a process holds the run's run lock, ``not running`` if none does, else ``unknown``.
 
     Matched by inode in ``/proc/locks`` (the device number there is the
     underlying file system's, which differs from ``stat`` on overlay mounts).
     """
     try:
-        inode = os.stat(Path(run_dir) / "supervisor.lock").st_ino
+        inode = os.stat(rundir.run_lock_path(run_dir)).st_ino
     except FileNotFoundError:
         return "not running"
     except OSError:
@@ -167,7 +168,7 @@ def take(reader: StateReader, run_id: str, window: float) -> Snapshot:
     run = view.run
     supervisor = supervisor_state(run.run_dir) if run.status == "running" else "not running"
     if run.status != "running":
-        note = f"run {run.status}: shared-memory figures are gone (see {Path(run.run_dir) / 'summary.txt'})"
+        note = f"run {run.status}: shared-memory figures are gone (see {Path(run.run_dir) / rundir.SUMMARY_TEXT})"
         return Snapshot(now, window, view, supervisor, None, note)
     if run.mode == "legacy":
         return Snapshot(now, window, view, supervisor, None, "legacy mode: no shared-memory coordination")

@@ -1,13 +1,13 @@
 """Go / No-Go for a finished soak: every readiness criterion, its measured value, its limit and its result.
 
-Reads the soak's run directory (``summary.json``, ``failure_matrix.json``,
-``slo.json``; never a browser or the results store), writes the verdict
-into ``summary.json`` under ``verdict`` and rebuilds ``report.html``.
-Waivers and limits come from the SLO file (the soak's copy, or ``--slo``).
+Reads the soak's run directory (its summary, failure matrix and SLO copy;
+never a browser or the results store), writes the verdict into the
+summary under ``verdict`` and rebuilds the report.  Waivers and limits
+come from the SLO file (the soak's copy, or ``--slo``).
 
 Exit codes: 0 go, 4 no-go, 2 invalid input (no such directory, no
-summary.json, an unreadable baseline or SLO file, a baseline that cannot
-be saved), 3 the verdict could not be written.
+summary, an unreadable baseline or SLO file, a baseline that cannot be
+saved), 3 the verdict could not be written.
 """
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from coordination.telemetry_context import stream_logger
 from engine.cli.console import Console
 from engine.errors import ConfigError
 from engine.cli.exit_codes import EXIT_INPUT, EXIT_INTERNAL, EXIT_NO_GO, EXIT_OK
-from engine.evidence.readiness import (ReadinessError, ReadinessInputError, Verdict, baseline_of, evaluate, load_baseline,
-                              load_run, save_baseline, write_verdict)
+from engine.evidence.readiness import (ReadinessError, ReadinessInputError, Verdict, baseline_of, evaluate,
+                                       load_baseline, load_run, save_baseline, write_verdict)
 from engine.evidence.report import ReportError, build_evidence
+from engine.records import rundir
 
 NAME = "readiness"
 HELP = "Go / No-Go verdict of a finished soak, criterion by criterion"
@@ -29,7 +30,7 @@ HELP = "Go / No-Go verdict of a finished soak, criterion by criterion"
 log = stream_logger("operational", __name__)
 
 _STATUS = {True: "pass", False: "FAIL", None: "not measured"}
-MEASURED_WIDTH = 60  # the table cuts longer values; --json, the reasons and report.html keep them whole
+MEASURED_WIDTH = 60  # the table cuts longer values; --json, the reasons and the report keep them whole
 
 
 def _cut(text: str, width: int = MEASURED_WIDTH) -> str:
@@ -37,11 +38,11 @@ def _cut(text: str, width: int = MEASURED_WIDTH) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", metavar="RUN_DIR", help="the soak's run directory (holds summary.json)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help=f"the soak's run directory (holds {rundir.SUMMARY})")
     p.add_argument("--baseline", metavar="FILE", default=None,
-                   help="an earlier soak's run directory or summary.json, or a file from --save-baseline")
+                   help=f"an earlier soak's run directory or {rundir.SUMMARY}, or a file from --save-baseline")
     p.add_argument("--slo", metavar="FILE", default=None,
-                   help="SLO file with waivers and readiness limits (default: the soak's slo.json)")
+                   help=f"SLO file with waivers and readiness limits (default: the soak's {rundir.SLO_COPY})")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON instead of a table")
     p.add_argument("--save-baseline", metavar="FILE", default=None,
                    help="also save this run's throughput as a baseline for later runs (completed runs only)")
@@ -63,7 +64,7 @@ def render(verdict: Verdict) -> tuple[list[str], list[str]]:
     answer = [headline]
     if risks:  # part of the answer: a go with accepted risks must say so even with --quiet
         answer += ["Accepted risks:"]
-        answer += [f"  - {r['criterion']}: {r['reason']} [{_STATUS[r['ok']]}: {r['measured']}]" for r in risks]
+        answer += [f"  - {r.criterion}: {r.reason} [{_STATUS[r.ok]}: {r.measured}]" for r in risks]
     if verdict.reasons:
         answer += ["Why no-go:"] + [f"  - {r}" for r in verdict.reasons]
     return table, answer
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return EXIT_INPUT
     verdict = evaluate(evidence, baseline)
     try:
-        doc = write_verdict(run_dir, verdict)
+        written = write_verdict(run_dir, verdict)
     except ReadinessError as exc:
         console.error(f"verdict not written: {exc}")
         return EXIT_INTERNAL
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         report = build_evidence(run_dir)
     except ReportError as exc:  # the verdict stands; only its HTML view is stale
         log.warning("report not rebuilt", extra={"event": "report_failed", "error": str(exc)})
-        console.warn(f"report.html not rebuilt: {exc}")
+        console.warn(f"{rundir.REPORT} not rebuilt: {exc}")
         report = None
     if to_save is not None:
         try:
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         if not args.json:  # stdout holds exactly one JSON document in --json mode
             console.line(f"baseline saved: {saved} ({to_save.throughput:.3f} jobs/s)")
     if args.json:
-        console.result(json.dumps(doc, indent=2, ensure_ascii=False))
+        console.result(json.dumps(written.to_json(), indent=2, ensure_ascii=False))
     else:
         table, answer = render(verdict)
         for line in table:

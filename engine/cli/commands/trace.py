@@ -16,12 +16,10 @@ from engine.config import load_settings
 from engine.cli.console import Console
 from engine.execution.runs import store_path
 from engine.records.store import ResultsStore
-from engine.records.streams import trace
+from engine.records.streams import STANDARD_FIELDS, trace
 
 NAME = "trace"
 HELP = "one timeline across the four log streams for a run, job or attempt id"
-
-_SKIP = {"ts", "level", "stream", "logger", "message", "run_id", "correlation_id", "worker", "session"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,7 +49,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             console.result(orjson.dumps(r).decode())
             continue
         t = time.strftime("%H:%M:%S", time.localtime(float(r.get("ts", 0)))) + f".{int(float(r.get('ts', 0)) * 1000) % 1000:03d}"
-        extra = " ".join(f"{k}={v}" for k, v in r.items() if k not in _SKIP and v is not None)
+        extra = " ".join(f"{k}={v}" for k, v in r.items() if k not in STANDARD_FIELDS and v is not None)
         console.result(f"{t} {r.get('stream', '?'):<11} {r.get('worker') or '-':<10} {r.get('correlation_id') or '-'}"
                        f"  {r.get('message')}  {extra}")
     console.line(f"{len(records)} records from {os.path.basename(run_dir)}: "

@@ -9,7 +9,7 @@ import pytest
 from engine.records.batch import Batch, Job
 from engine.execution.executor import JobReport
 from engine.soak.loop import CyclingScheduler
-from engine.soak.watch import MEMORY_POINTS, MemoryTrack, Window
+from engine.soak.watch import MEMORY_POINTS, MemoryTrack, WindowTally
 from engine.records.store import ResultsStore
 
 RUN = "r20261125-000000-abcd"
@@ -72,7 +72,7 @@ def test_queue_wait_is_measured_per_window_and_for_the_run(store):
 
 
 def test_a_window_keeps_step_types_and_phase_labels_apart():
-    w = Window(0, 0.0, 60.0)
+    w = WindowTally(0, 0.0, 60.0)
     w.add(JobReport("j", "passed", 1, None, 100.0, "checkout", steps=[
         ("s0", "navigate", "Open", 40.0), ("s1", "click", "Login", 10.0), ("s2", "click", "Login", 20.0),
         ("s3", "waitForElement", None, 5.0)]), "w0")
@@ -83,11 +83,11 @@ def test_a_window_keeps_step_types_and_phase_labels_apart():
     assert lat["phase:navigate"]["n"] == 1 and "phase:Open" not in lat and "label:None" not in lat
     assert lat["flow:checkout"]["n"] == 2 and d["jobs"] == {"passed": 1, "failed": 1} and d["error_rate"] == 0.5
     assert d["partial"] is False and "histogram" not in lat["flow:checkout"]
-    assert Window(1, 0.0, 60.0).to_dict(10.0, {}, histograms=True)["partial"] is True
+    assert WindowTally(1, 0.0, 60.0).to_dict(10.0, {}, histograms=True)["partial"] is True
 
 
 def test_resources_keep_each_workers_maximum_in_the_window():
-    w = Window(0, 0.0, 60.0)
+    w = WindowTally(0, 0.0, 60.0)
     w.note_resources({"w0": {"browser_uss_mb": 100.0, "fds": 30.0}, "w1": {"browser_uss_mb": 90.0, "fds": 9.0}})
     w.note_resources({"w0": {"browser_uss_mb": 80.0, "fds": 31.0}})
     res = w.to_dict(1.0, {}, histograms=False)["resources"]

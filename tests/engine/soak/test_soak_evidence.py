@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from engine.cli.exit_codes import EXIT_NO_GO, EXIT_OK
-from tests.engine.evidence.test_report import render_in_chromium
+from tests.engine.evidence.sample_runs import render_in_chromium
 from tests.engine.execution.test_run import LIGHT_FLOW, engine, start_engine
 
 DURATION_S = 120
