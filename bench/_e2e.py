@@ -11,12 +11,12 @@ RSS).  After it, it reads
 the run's own records:
 
 * results store: one final outcome per job (job latency per flow),
-* ``performance.jsonl``: ``step_timing`` (per-phase latency: a phase's
+* the performance stream: ``step_timing`` (per-phase latency: a phase's
   steps summed per attempt) and ``attempt_timing`` (``lock_wait_ms``),
-* ``audit.jsonl``: lock and slot records whose time gaps bracket the
+* the audit stream: lock and slot records whose time gaps bracket the
   coordination operations (each gap also holds one log write: an upper
   bound, reported next to the micro-timed costs),
-* ``operational.jsonl``: browser launches and why (profile switches).
+* the operational stream: browser launches and why (profile switches).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from typing import Any
 from bench._flows import TITLES, job_flows, write_batch
 from bench._sampler import TreeSampler
 from bench._stats import pcts
+from engine.records import rundir
 from engine.records import streams as telemetry
 from engine.config import Settings
 from engine.execution.runs import RunRequest, execute, prepare
@@ -48,15 +49,20 @@ class BenchConfig:
     flows: tuple[str, ...]
     inject_delay_ms: float = 0.0
     isolation: str = "context"
+    backend: str = "local"
 
     def comparable(self) -> dict[str, Any]:
-        return {"workers": self.workers, "jobs": self.jobs, "flows": list(self.flows), "isolation": self.isolation}
+        out = {"workers": self.workers, "jobs": self.jobs, "flows": list(self.flows), "isolation": self.isolation}
+        if self.backend != "local":  # baselines from before the Ray backend are local ones
+            out["backend"] = self.backend
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.comparable(), "inject_delay_ms": self.inject_delay_ms}
 
     def label(self) -> str:
         text = f"{self.workers} worker(s), {self.jobs} jobs ({'+'.join(self.flows)})"
+        text += f", {self.backend} backend" if self.backend != "local" else ""
         return text + (f", +{self.inject_delay_ms:g} ms injected per step" if self.inject_delay_ms else "")
 
 
@@ -116,7 +122,8 @@ def run_once(config: BenchConfig, *, base_url: str, work: Path, tag: str,
     folder = work / tag
     files = write_batch(folder, base_url=base_url, jobs=config.jobs, flows=config.flows,
                         inject_delay_ms=config.inject_delay_ms, tag=tag)
-    settings = Settings(workers=config.workers, state_dir=str(folder / "state"), job_isolation=config.isolation)
+    settings = Settings(workers=config.workers, state_dir=str(folder / "state"), job_isolation=config.isolation,
+                        backend=config.backend)
     req = RunRequest(str(files.batch), settings, credentials_path=str(files.credentials))
     prepared = prepare(req)
     sampler = TreeSampler(exclude=sampler_exclude)
@@ -155,7 +162,7 @@ def _read_logs(run_dir: Path) -> dict[str, Any]:
     steps: dict[tuple[str, str, str], float] = collections.defaultdict(float)  # (flow, phase, cid) -> ms
     lock_wait: list[float] = []
     attempts_by_flow: dict[str, int] = collections.Counter()
-    for rec in telemetry.read_stream(run_dir / "performance.jsonl"):
+    for rec in telemetry.read_stream(rundir.stream_path(run_dir, "performance")):
         event = rec.get("event")
         if event == "step_timing":
             key = (str(rec.get("flow")), str(rec.get("phase") or NO_PHASE), str(rec.get("correlation_id")))
@@ -170,7 +177,7 @@ def _read_logs(run_dir: Path) -> dict[str, Any]:
     # Audit and domain records of each attempt, in time order, to bracket the coordination operations.
     by_cid: dict[str, list[tuple[float, str]]] = collections.defaultdict(list)
     for stream in ("audit", "domain"):
-        for rec in telemetry.read_stream(run_dir / f"{stream}.jsonl"):
+        for rec in telemetry.read_stream(rundir.stream_path(run_dir, stream)):
             if rec.get("event") in ("lock_acquired", "slot_owned", "slot_released", "lock_released",
                                     "job_finished", "attempt_failed"):
                 by_cid[str(rec.get("correlation_id"))].append((float(rec["ts"]), str(rec["event"])))
@@ -189,7 +196,7 @@ def _read_logs(run_dir: Path) -> dict[str, Any]:
         if end is not None and "slot_released" in ts:
             gaps["release"].append((ts["slot_released"] - end) * 1000)
     launches: dict[str, int] = collections.Counter()
-    for rec in telemetry.read_stream(run_dir / "operational.jsonl"):
+    for rec in telemetry.read_stream(rundir.stream_path(run_dir, "operational")):
         if rec.get("message") == "browser started":
             reason = str(rec.get("reason") or "")
             launches[reason.split(":")[0] if reason.startswith(("reconnect", "recycle")) else reason] += 1

@@ -13,10 +13,14 @@ memory) and reports throughput and memory per worker.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import logging
+import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
@@ -34,7 +38,7 @@ from engine.cli.console import Console
 
 EXIT_OK, EXIT_REGRESSION, EXIT_INPUT, EXIT_INTERNAL, EXIT_JOB_FAILURES, EXIT_NO_PEER = 0, 1, 2, 3, 4, 5
 
-DEFAULTS = {"workers": 2, "jobs": 24, "repeat": 3, "flows": "form,canvas", "isolation": "context"}
+DEFAULTS = {"workers": 2, "jobs": 24, "repeat": 3, "flows": "form,canvas", "isolation": "context", "backend": "local"}
 SMOKE = {**DEFAULTS, "workers": 1, "jobs": 3, "repeat": 1, "flows": "form"}
 
 
@@ -56,6 +60,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flows", type=flows_arg, help="comma list of form,canvas (default both; smoke: form)")
     p.add_argument("--isolation", choices=("context", "page"),
                    help="engine.job_isolation for anonymous jobs (default: context)")
+    p.add_argument("--backend", choices=("local", "ray"),
+                   help="local: forked workers (default); ray: Ray actors (a local Ray instance, started once "
+                        "before the runs so its start-up is reported apart)")
     p.add_argument("--smoke", action="store_true", help="tiny counts, to check the command works (CI)")
     p.add_argument("--json", metavar="FILE", help="also write every figure as JSON to FILE")
 
@@ -90,12 +97,30 @@ def _run_set(console: Console, plan: list[tuple[str, BenchConfig]], base_url: st
     return out
 
 
+@contextlib.contextmanager
+def _ray_instance(backend: str, console: Console) -> Iterator[None]:
+    """For ``--backend ray``: one local Ray instance for all runs (its start-up is not a run's throughput)."""
+    if backend != "ray":
+        yield
+        return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
+    import ray  # noqa: PLC0415 - optional
+
+    t0 = time.monotonic()
+    ray.init(logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
+    console.line(f"Ray start-up: {time.monotonic() - t0:.2f} s")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def run_command(args: argparse.Namespace, console: Console) -> int:
     baseline = _gate.load(args.compare, BATCH_VERSION) if args.compare else None
     base_cfg = baseline["config"] if baseline else None
     config = BenchConfig(workers=_pick(args, "workers", base_cfg), jobs=_pick(args, "jobs", base_cfg),
                          flows=_pick(args, "flows", base_cfg), inject_delay_ms=args.inject_delay_ms,
-                         isolation=_pick(args, "isolation", base_cfg))
+                         isolation=_pick(args, "isolation", base_cfg), backend=_pick(args, "backend", base_cfg))
     repeat = _pick(args, "repeat")
     _check(config, repeat)
     control: BenchConfig | None = None
@@ -115,7 +140,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
         console.warn(w)
     console.line(f"bench run: {config.label()}, {repeat} repeat(s)"
                  + (", alternating with the baseline configuration" if control else ""))
-    with SiteProcess() as site, tempfile.TemporaryDirectory(prefix="drover-bench-") as tmp:
+    with SiteProcess() as site, tempfile.TemporaryDirectory(prefix="drover-bench-") as tmp, \
+            _ray_instance(config.backend, console):
         sets = _run_set(console, plan, site.base_url, Path(tmp), (site.pid,))
         console.status("timing coordination operations and counting CDP commands per job ...")
         costs = measure_coordination()

@@ -47,6 +47,14 @@ class WaitStats:
     def empty(cls) -> "WaitStats":
         return cls(0, 0.0, 0.0, (0,) * L.HIST_BUCKETS)
 
+    @classmethod
+    def from_samples(cls, seconds: "list[float] | tuple[float, ...]") -> "WaitStats":
+        """The same summary of waits measured elsewhere (e.g. cluster lease waits), bucketed the same way."""
+        buckets = [0] * L.HIST_BUCKETS
+        for s in seconds:
+            buckets[L.bucket_of(s)] += 1
+        return cls(len(seconds), float(sum(seconds)), max(seconds, default=0.0), tuple(buckets))
+
     @property
     def mean(self) -> float:
         return self.total / self.count if self.count else 0.0

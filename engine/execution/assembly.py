@@ -57,14 +57,15 @@ class ExecutorPlace:
 
 
 def build_executor(s: Settings, place: ExecutorPlace, *, store: ResultsStore, lifecycle: BrowserLifecycle,
-                   credentials: CredentialStore, coordination: Coordination, worker_name: str) -> JobExecutor:
+                   credentials: CredentialStore, coordination: Coordination, worker_name: str,
+                   profile_owner: str | None = None) -> JobExecutor:
     """The :class:`JobExecutor` of every path, from the settings."""
     return JobExecutor(
         run_id=place.run_id, run_dir=place.run_dir, state_dir=place.state_dir, batch=place.batch, store=store,
         lifecycle=lifecycle, runner=FlowRunner(default_registry(), resolve_secret=credentials.resolve,
                                                failure_screenshots=bool(s.failure_screenshots)),
         legacy=REGISTRY, credentials=credentials, coordination=coordination, worker_name=worker_name,
-        retry_profile=retry_profile(s), seed=place.seed, isolation=s.job_isolation)
+        retry_profile=retry_profile(s), seed=place.seed, isolation=s.job_isolation, profile_owner=profile_owner)
 
 
 @contextlib.contextmanager

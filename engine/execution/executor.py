@@ -98,7 +98,7 @@ class JobExecutor:
                  lifecycle: BrowserLifecycle, runner: FlowRunner, legacy: LegacyRegistry,
                  credentials: CredentialStore, coordination: Coordination, worker_name: str,
                  retry_profile: BackoffProfile, seed: int, isolation: str = "context",
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, profile_owner: str | None = None) -> None:
         self.run_id = run_id
         self.run_dir = run_dir
         self.state_dir = state_dir
@@ -114,6 +114,8 @@ class JobExecutor:
         self.seed = cohort_seed(seed, worker_name)
         self.isolation = isolation
         self.sleep = sleep
+        # whose credential profiles these are: the worker name, or on a cluster node and worker
+        self.profile_owner = profile_owner or worker_name
 
     def flow_name(self, job: Job) -> str:
         """A stable name for per-flow figures: the flow's title, or ``legacy:NAME``."""
@@ -152,7 +154,7 @@ class JobExecutor:
         worker, so no other browser can have it open.  Nothing is sent over
         CDP here, so the session guard is not involved either.
         """
-        profile = profile_dir(self.state_dir, job.credential, self.worker_name) if job.credential else None
+        profile = profile_dir(self.state_dir, job.credential, self.profile_owner) if job.credential else None
         try:
             self.lifecycle.ensure_profile(profile)
         except NavigationError as exc:
@@ -218,7 +220,7 @@ class JobExecutor:
         try:
             if job.credential is not None:
                 # the credential's own persistent profile: its default context keeps the session
-                conn = self.lifecycle.ensure_profile(profile_dir(self.state_dir, job.credential, self.worker_name))
+                conn = self.lifecycle.ensure_profile(profile_dir(self.state_dir, job.credential, self.profile_owner))
             else:
                 conn = self.lifecycle.ensure_profile(None)
             with self._isolated(conn, job.credential is None) as context_id:

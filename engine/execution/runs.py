@@ -8,7 +8,7 @@ compared job for job.
 
 Resume: ``--resume RUN_ID`` (or ``last``) re-reads the run's batch, closes
 attempts a killed supervisor left open, and runs only the jobs with no
-final outcome.  The run directory's ``supervisor.lock`` (a filelock the
+final outcome.  The run directory's run lock (:data:`engine.records.rundir.SUPERVISOR_LOCK`, a filelock the
 forked workers inherit) makes a resume wait until every process of the
 interrupted run is gone, so no job runs twice at the same time.
 """
@@ -26,7 +26,7 @@ import filelock
 
 from coordination.backoff import cohort_seed
 from coordination.telemetry_context import bind, stream_logger
-from engine.records import statedir
+from engine.records import rundir, statedir
 from engine.records.batch import Batch, load_batch
 from engine.config import Settings
 from engine.errors import ConfigError, ResultsStoreError
@@ -126,11 +126,11 @@ def _prepare_resume(req: RunRequest) -> PreparedRun:
     batch = load_batch(rec.batch, strategies=default_registry(), legacy=REGISTRY,
                        skip_invalid=bool(rec.settings.get("skip_invalid")))
     run_dir = Path(rec.run_dir)
-    lock = filelock.FileLock(str(run_dir / "supervisor.lock"))
+    lock = filelock.FileLock(str(rundir.run_lock_path(run_dir)))
     try:
         lock.acquire(timeout=RESUME_WAIT)  # every process of the interrupted run has exited
     except filelock.Timeout as exc:
-        raise ConfigError(f"run {run_id} is still running (its supervisor lock is held)") from exc
+        raise ConfigError(f"run {run_id} is still running (its run lock is held)") from exc
     lock.release()
     state_lock = statedir.acquire_state(s.state_dir, wait=STATE_WAIT, what="resume")
     try:
@@ -148,12 +148,13 @@ def _prepare_resume(req: RunRequest) -> PreparedRun:
     return PreparedRun(run_id, run_dir, path, batch, pending, req.settings.mode, seed, True, state_lock)
 
 
-def execute(req: RunRequest, prepared: PreparedRun,
-            on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
+def execute(req: RunRequest, prepared: PreparedRun, on_progress: Callable[[Progress], None] | None = None,
+            hooks: Any = None) -> RunSummary:
+    """Run a prepared batch to its summary; ``hooks``: :class:`SupervisorHooks` for the parallel path."""
     s = req.settings
     run_dir = prepared.run_dir
     sinks = streams.install(run_dir)
-    lock = filelock.FileLock(str(run_dir / "supervisor.lock"))
+    lock = filelock.FileLock(str(rundir.run_lock_path(run_dir)))
     lock.acquire(timeout=0)
     started = time.monotonic()
     try:
@@ -165,7 +166,7 @@ def execute(req: RunRequest, prepared: PreparedRun,
             if prepared.mode == "legacy":
                 summary = _run_sequential(req, prepared, on_progress)
             else:
-                summary = _run_parallel(req, prepared, on_progress)
+                summary = _run_parallel(req, prepared, on_progress, hooks)
             summary.elapsed_s = time.monotonic() - started
             with ResultsStore(prepared.store_path) as store:
                 counts = store.counts(prepared.run_id)
@@ -182,7 +183,7 @@ def execute(req: RunRequest, prepared: PreparedRun,
             summary.telemetry_lost = lost
             ops.info("run finished", extra={"event": "run_finished", "status": summary.status,
                                             **{f"jobs_{k}": v for k, v in summary.outcomes.items()}})
-            (run_dir / "summary.txt").write_text("\n".join(summary.lines()) + "\n", encoding="utf-8")
+            rundir.write_summary_text(run_dir, summary.lines())
             return summary
     finally:
         lock.release()
@@ -193,13 +194,20 @@ def execute(req: RunRequest, prepared: PreparedRun,
 def build_supervisor(settings: Settings, prepared: PreparedRun, credentials_path: str | None,
                      **extra: Any) -> Supervisor:
     """The supervisor of a prepared run (``run`` and the soak build it here; ``extra``: scheduler, hooks ...)."""
+    if settings.backend == "ray" and "backend" not in extra:
+        from engine.execution.cluster.backend import RayWorkers  # noqa: PLC0415 - Ray is optional
+
+        extra["backend"] = RayWorkers(settings.effective_workers, settings=settings, batch=prepared.batch,
+                                      run_id=prepared.run_id, state_dir=settings.state_dir,
+                                      store_path=prepared.store_path, seed=prepared.seed,
+                                      credentials_path=credentials_path)
     return Supervisor(settings=settings, batch=prepared.batch, run_id=prepared.run_id, run_dir=prepared.run_dir,
                       state_dir=settings.state_dir, store_path=prepared.store_path, job_ids=prepared.job_ids,
                       seed=prepared.seed, credentials_path=credentials_path, **extra)
 
 
-def _run_parallel(req: RunRequest, prepared: PreparedRun, on_progress) -> RunSummary:
-    sup = build_supervisor(req.settings, prepared, req.credentials_path, on_progress=on_progress)
+def _run_parallel(req: RunRequest, prepared: PreparedRun, on_progress, hooks=None) -> RunSummary:
+    sup = build_supervisor(req.settings, prepared, req.credentials_path, on_progress=on_progress, hooks=hooks)
     out = sup.run()
     agg = out.contention.aggregate
     return RunSummary(

@@ -237,6 +237,8 @@ class Supervisor:
     # -- worker messages -----------------------------------------------------------
 
     def msg_ready(self, handle: WorkerHandle, _index: int) -> None:
+        if not handle.pid:  # a backend that learns the pid only when the worker is up (a cluster actor)
+            handle.pid = self.backend.pid(handle.index)
         if self.drain_requested:
             self._send(handle, ("stop",))
             return
@@ -309,7 +311,17 @@ class Supervisor:
                 "event": "slot_reclaimed" if r.resource.startswith("slot:") else "lease_reclaimed",
                 "resource": r.resource, "holder": r.holder, "old_epoch": r.old_epoch, "new_epoch": r.new_epoch,
                 **r.detail})
-        if job is not None:
+        finished = self._store.outcome_of(self.run_id, job) if job is not None else None
+        if finished is not None:
+            # It died after its job's outcome was committed but before its report arrived (on a cluster the
+            # answer can be lost with the node): the job is done; running it again would pass it twice.
+            self.progress.running = self._busy()
+            self.progress.done += 1
+            self.progress.passed += finished.outcome == "passed"
+            self.progress.failed += finished.outcome != "passed"
+            domain.warning("worker died after recording its job: not re-run", extra={
+                "event": "job_recorded_before_death", "job_id": job, "outcome": finished.outcome})
+        elif job is not None:
             self.progress.running = self._busy()
             closed = self._store.close_open_attempts(self.run_id, job, outcome="lost",
                                                      error=f"worker w{handle.index} died (exit {code})")

@@ -325,6 +325,13 @@ class ResultsStore(FencingMixin):
         except sqlite3.Error as exc:
             raise ResultsStoreError(f"cannot record outcome of {job_id!r} in {self.path}: {exc}") from exc
 
+    def outcome_of(self, run_id: str, job_id: str) -> OutcomeRecord | None:
+        """The job's final outcome, or None while it has none."""
+        row = self._db.execute(
+            "SELECT run_id, job_id, outcome, attempts, category, error, duration_ms, worker, recorded_at "
+            "FROM outcomes WHERE run_id = ? AND job_id = ?", (run_id, job_id)).fetchone()
+        return None if row is None else OutcomeRecord(*row)
+
     def outcomes(self, run_id: str) -> list[OutcomeRecord]:
         return [OutcomeRecord(*r) for r in self._db.execute(
             "SELECT o.run_id, o.job_id, o.outcome, o.attempts, o.category, o.error, o.duration_ms, o.worker, "

@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-invalid", action="store_true", help="report and skip bad batch lines instead of stopping")
     p.add_argument("--config", default=None, help="settings file (TOML)")
     p.add_argument("--state-dir", default=None, help="where results, logs and artifacts go")
+    p.add_argument("--backend", choices=("local", "ray"), default=None,
+                   help="local: forked worker processes (default); ray: Ray actors on a cluster")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="the Ray cluster to join (auto, HOST:6379); default: start a local Ray instance")
     p.add_argument("--credentials", default=None, help="credential store file (mode 600)")
 
 
@@ -51,7 +55,8 @@ def progress_printer(console: Console) -> "callable":
 
 def run(args: argparse.Namespace, console: Console) -> int:
     loaded = load_settings(args.config, overrides={"workers": args.workers, "mode": args.mode,
-                                                   "state_dir": args.state_dir})
+                                                   "state_dir": args.state_dir, "backend": args.backend,
+                                                   "ray_address": args.ray_address})
     s = loaded.settings
     creds = args.credentials or s.credentials or None
     req = RunRequest(args.batch, s, resume=args.resume, skip_invalid=args.skip_invalid, credentials_path=creds,

@@ -1,8 +1,8 @@
 """Soak / burn-in: run the batch in a loop for a duration on the production path.
 
-Cron-friendly: one soak per state directory at a time, a dated run
+Cron-friendly: one run or soak per state directory at a time, a dated run
 directory, and one line on stdout (the verdict) unless ``-v``; alerts go to
-stderr, ``alerts.jsonl`` and the optional webhook as they fire.
+stderr, the run's alerts file and the optional webhook as they fire.
 
 Exit codes: 0 go, 4 no-go (an SLO breached or a safety counter non-zero),
 6 aborted (a critical alert halted it), 5 could not start (another soak holds
@@ -36,11 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "record that jobs kept completing with no loss and no duplicate outcome")
     p.add_argument("--config", default=None)
     p.add_argument("--state-dir", default=None)
+    p.add_argument("--backend", choices=("local", "ray"), default=None,
+                   help="local: forked worker processes (default); ray: Ray actors on a cluster")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="the Ray cluster to join (auto, HOST:6379); default: start a local Ray instance")
     p.add_argument("--credentials", default=None)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    loaded = load_settings(args.config, overrides={"workers": args.workers, "state_dir": args.state_dir})
+    loaded = load_settings(args.config, overrides={"workers": args.workers, "state_dir": args.state_dir,
+                                                   "backend": args.backend, "ray_address": args.ray_address})
     s = loaded.settings
     soak = SoakSettings(duration_s=parse_duration(args.duration),
                         window_s=parse_duration(args.window) if args.window else None,

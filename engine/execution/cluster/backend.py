@@ -1,0 +1,359 @@
+"""The Ray backend: the supervisor's :class:`~engine.execution.backend.WorkerBackend` verbs on Ray actors.
+
+The supervisor stays the driver and keeps its loop; only the transport
+changes.  ``start(i)`` creates a :class:`~.worker.ClusterWorker` actor
+(anywhere in the cluster, one CPU each unless told otherwise), ``send``
+turns ``("job", id)`` into ``actor.run.remote(id)``, and ``poll`` waits on
+the outstanding calls with ``ray.wait``, turning results into the same
+``ready`` / ``done`` messages a forked worker sends and failures (actor or
+node died) into deaths.  The shipped log lines and artifacts of each job
+are written into the run directory here, on the driver.
+
+Leases: ``open`` starts the :class:`~.coordinator.Coordinator` actor on the
+driver's node; each poll sweeps expired leases.  A worker whose slot lease
+lapsed (its process paused or its node cut off) is written off at once — a
+death for the supervisor, which requeues its job and starts a replacement
+— but is *not* killed: if it comes back, whatever it tries to record is
+refused by the store's fence and counted, which is the point of fencing.
+Such zombies are killed when their call returns, or at close.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordination import ContentionSnapshot, WaitStats, WorkerStats
+from coordination.telemetry_context import stream_logger
+from engine.config import Settings
+from engine.errors import EngineError
+from engine.execution.backend import Reclaim, SafetyTotals, WorkerEvent
+from engine.execution.cluster.coordinator import Coordinator
+from engine.execution.cluster.worker import SHARED_MARKER, ClusterWorker
+from engine.records import rundir
+from engine.records.batch import Batch
+
+ops = stream_logger("operational", __name__)
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 0.5
+
+
+class ClusterUnavailable(EngineError):
+    """Ray is not installed, or the cluster at the given address cannot be joined."""
+
+    category = "input"
+
+
+def _ray():
+    try:
+        import ray  # noqa: PLC0415 - optional dependency
+    except ImportError as exc:
+        raise ClusterUnavailable("the Ray backend needs Ray: pip install 'drover[ray]'") from exc
+    return ray
+
+
+@dataclass(slots=True)
+class _Actor:
+    handle: Any
+    holder: str
+    pending: Any = None         # the outstanding ObjectRef
+    kind: str = "ready"         # what the pending call is: ready | done | stop
+    pid: int = 0
+    node: str = ""
+    exit_code: int | None = None
+
+
+class RayWorkers:
+    """Workers as Ray actors; see the module docstring."""
+
+    def __init__(self, slots: int, *, settings: Settings, batch: Batch, run_id: str, state_dir: str,
+                 store_path: str, seed: int, credentials_path: str | None,
+                 worker_options: dict[str, Any] | None = None) -> None:
+        if not settings.ray_address:
+            # A local instance of our own: all of Ray's traffic on loopback (Ray would otherwise bind the host's
+            # interface address).  Read by Ray when it is first imported, and by the processes it starts.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            # Drover's browser reaper cleans up after a dead worker itself (browser tree, temporary profile):
+            # Ray must not SIGKILL the reaper along with the worker, or the profile is left behind.
+            os.environ.setdefault("RAY_kill_child_processes_on_worker_exit", "false")
+        self.ray = _ray()
+        self.slots = slots
+        self.settings = settings
+        self.batch = batch
+        self.run_id = run_id
+        self.state_dir = os.path.abspath(state_dir)
+        self.store_path = os.path.abspath(store_path)
+        self.seed = seed
+        self.credentials_path = os.path.abspath(credentials_path) if credentials_path else None
+        self.worker_options = {"num_cpus": 1, **(worker_options or {})}
+        self.run_dir: Path | None = None
+        self.coordinator: Any = None
+        self._we_started_ray = False
+        self._actors: dict[int, _Actor] = {}
+        self._zombies: list[_Actor] = []
+        self._dead_holders: list[str] = []
+        self._reclaimed: list[Any] = []  # lapsed leases found by a sweep, until reclaim() reports them
+        self._unowned_by: dict[str, int] = {}  # holder -> unowned uses its guard refused (cumulative)
+        self._last_sweep = 0.0
+        self._batch_ref: Any = None
+        self.startup_s = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def open(self, run_dir: Path, epoch_floor: int) -> None:
+        ray = self.ray
+        t0 = time.monotonic()
+        self.run_dir = Path(run_dir).resolve()
+        (self.run_dir / SHARED_MARKER).write_text(self.run_id)
+        if not ray.is_initialized():
+            address = self.settings.ray_address or None
+            try:
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                         include_dashboard=False, configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ClusterUnavailable(f"cannot join the Ray cluster at {address or 'a new local instance'}: "
+                                         f"{exc}") from exc
+            self._we_started_ray = True
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
+
+        here = ray.get_runtime_context().get_node_id()
+        self.coordinator = ray.remote(Coordinator).options(
+            num_cpus=0, max_restarts=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+        ).remote(self.store_path, self.run_id, epoch_floor, self.settings.lease_ttl)
+        ray.get(self.coordinator.ping.remote())
+        self._batch_ref = ray.put(self.batch)
+        self.startup_s = time.monotonic() - t0
+        ops.info("ray backend ready", extra={"event": "ray_ready", "startup_s": round(self.startup_s, 3),
+                                             "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+                                             "we_started_ray": self._we_started_ray})
+
+    def start(self, index: int) -> int:
+        ray = self.ray
+        incarnation = secrets.token_hex(3)
+        handle = ray.remote(ClusterWorker).options(max_restarts=0, max_task_retries=0,
+                                                   **self.worker_options).remote(
+            index, self.run_id, str(self.run_dir), self.state_dir, self.settings, self.seed,
+            self.credentials_path, self._batch_ref, self.coordinator, incarnation)
+        actor = _Actor(handle, f"w{index}#{incarnation}")
+        actor.pending, actor.kind = handle.ready.remote(), "ready"
+        self._actors[index] = actor
+        return 0  # the pid is known once the actor reports ready
+
+    def send(self, index: int, message: tuple) -> bool:
+        actor = self._actors.get(index)
+        if actor is None or actor.exit_code is not None:
+            return False
+        if message[0] == "job":
+            actor.pending, actor.kind = actor.handle.run.remote(message[1]), "done"
+        elif message[0] == "stop":
+            actor.pending, actor.kind = actor.handle.stop.remote(), "stop"
+        else:
+            raise ValueError(f"unknown message for a cluster worker: {message[0]!r}")
+        return True
+
+    def poll(self, timeout: float) -> list[WorkerEvent]:
+        events = self._sweep()
+        ray = self.ray
+        waiting = {a.pending: i for i, a in self._actors.items() if a.pending is not None and a.exit_code is None}
+        self._reap_zombies()
+        if not waiting:
+            time.sleep(min(timeout, 0.05))
+            return events
+        ready, rest = ray.wait(list(waiting), num_returns=1, timeout=0 if events else timeout)
+        if ready and rest:
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        for ref in ready:
+            index = waiting[ref]
+            actor = self._actors[index]
+            actor.pending = None
+            try:
+                value = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError,
+                    ray.exceptions.ObjectLostError) as exc:
+                ops.error("cluster worker failed", extra={"event": "cluster_worker_failed", "worker_index": index,
+                                                          "error": repr(exc)[:500]})
+                actor.exit_code = -9
+                self._dead_holders.append(actor.holder)
+                events.append(WorkerEvent(index, None))
+                continue
+            events.extend(self._answer(index, actor, value))
+        return events
+
+    def _answer(self, index: int, actor: _Actor, value: Any) -> list[WorkerEvent]:
+        if actor.kind == "ready":
+            actor.pid, actor.node = value["pid"], value["node"]
+            return [WorkerEvent(index, ("ready", index))]
+        if actor.kind == "stop":
+            self._ship(value, {})
+            actor.exit_code = 0
+            self.ray.kill(actor.handle, no_restart=True)
+            return [WorkerEvent(index, None)]
+        report, forced, seconds, losses, lines, artifacts, unowned = value
+        self._ship(lines, artifacts)
+        self._unowned_by[actor.holder] = unowned
+        return [WorkerEvent(index, ("done", index, report, forced, seconds, losses)),
+                WorkerEvent(index, ("ready", index))]
+
+    def _ship(self, lines: dict[str, bytes], artifacts: dict[str, bytes]) -> None:
+        assert self.run_dir is not None
+        for stream, data in lines.items():
+            with open(rundir.stream_path(self.run_dir, stream), "ab") as fh:
+                fh.write(data)
+        for rel, data in artifacts.items():
+            target = (self.run_dir / rel).resolve()
+            if self.run_dir not in target.parents:
+                ops.error("shipped artifact outside the run directory refused", extra={
+                    "event": "artifact_refused", "path": rel})
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+    def _sweep(self) -> list[WorkerEvent]:
+        """Expired leases: the holder is written off now (a death for the supervisor), not killed."""
+        now = time.monotonic()
+        if now - self._last_sweep < SWEEP_EVERY_S or self.coordinator is None:
+            return []
+        self._last_sweep = now
+        events = []
+        for r in self.ray.get(self.coordinator.sweep.remote()):
+            self._reclaimed.append(r)
+            for index, actor in list(self._actors.items()):
+                if actor.holder == r.holder and actor.exit_code is None and r.resource.startswith("slot:"):
+                    ops.error("lease lapsed: worker written off", extra={
+                        "event": "lease_lapsed", "worker_index": index, "resource": r.resource,
+                        "old_epoch": r.old_epoch, "new_epoch": r.new_epoch})
+                    actor.exit_code = -1
+                    self._zombies.append(actor)
+                    del self._actors[index]
+                    self._actors[index] = _Actor(None, actor.holder, exit_code=-1)  # a tombstone until forgotten
+                    events.append(WorkerEvent(index, None))
+        return events
+
+    def _reap_zombies(self) -> None:
+        for z in list(self._zombies):
+            if z.pending is None:
+                self._stop_then_kill([z])
+                self._zombies.remove(z)
+                continue
+            done, _ = self.ray.wait([z.pending], timeout=0)
+            if done:
+                z.pending = None
+                try:
+                    value = self.ray.get(done[0])
+                    if isinstance(value, tuple) and len(value) == 7:  # its logs still belong to the run
+                        self._ship(value[4], value[5])
+                    ops.error("a written-off worker finished its job; its writes were fenced", extra={
+                        "event": "zombie_returned", "holder": z.holder})
+                except (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError) as exc:
+                    ops.warning("a written-off worker's call failed", extra={
+                        "event": "zombie_failed", "holder": z.holder, "error": repr(exc)[:300]})
+                self._stop_then_kill([z])
+                self._zombies.remove(z)
+
+    def _stop_then_kill(self, actors: list[_Actor], timeout: float = 10.0) -> None:
+        """Let each actor close its browser (the reaper removes the profile), then kill it."""
+        ray = self.ray
+        refs = []
+        for a in actors:
+            if a.handle is not None and a.exit_code in (None, -1):
+                try:
+                    refs.append(a.handle.stop.remote())
+                except ray.exceptions.RayActorError:  # already gone: nothing to stop
+                    continue
+        if refs:
+            done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+            for ref in done:
+                try:
+                    self._ship(ray.get(ref), {})
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+                    ops.warning("a worker's stop failed", extra={"event": "stop_failed", "error": repr(exc)[:300]})
+        for a in actors:
+            if a.handle is not None:
+                ray.kill(a.handle, no_restart=True)
+
+    # -- the rest of the interface ---------------------------------------------------------
+
+    def reclaim(self) -> list[Reclaim]:
+        out = []
+        holders, self._dead_holders = self._dead_holders, []
+        found = list(self._reclaimed)
+        self._reclaimed = []
+        for holder in holders:
+            found.extend(self.ray.get(self.coordinator.reclaim_holder.remote(holder, "holder died")))
+        for r in found:
+            out.append(Reclaim(r.resource, r.holder, r.old_epoch, r.new_epoch, {"reason": r.reason}))
+        return out
+
+    def totals(self) -> SafetyTotals:
+        return SafetyTotals(sum(self._unowned_by.values()), 0)
+
+    def contention(self) -> ContentionSnapshot:
+        stats = self.lease_stats()
+        waits = stats.get("waits", WaitStats.empty())
+        agg = WorkerStats(-1, 0, time.time(), WaitStats.empty(), waits, 0, 0, self.totals().unowned_uses, 0, 0)
+        return ContentionSnapshot(time.time(), (), agg)
+
+    def lease_stats(self) -> dict[str, Any]:
+        return self.ray.get(self.coordinator.stats.remote()) if self.coordinator is not None else {}
+
+    def alive(self, index: int) -> bool:
+        a = self._actors.get(index)
+        return a is not None and a.exit_code is None
+
+    def pid(self, index: int) -> int:
+        return self._actors[index].pid
+
+    def node(self, index: int) -> str:
+        return self._actors[index].node
+
+    def exit_code(self, index: int) -> int | None:
+        return self._actors[index].exit_code
+
+    def heartbeat_age(self, index: int) -> float:
+        return 0.0  # liveness is Ray's (actor death) and the leases'; stalls are cut by the job deadline
+
+    def kill(self, index: int) -> None:
+        a = self._actors.get(index)
+        if a is not None and a.handle is not None and a.exit_code is None:
+            self.ray.kill(a.handle, no_restart=True)
+
+    def terminate(self, index: int) -> None:
+        self.kill(index)
+
+    def join(self, index: int, timeout: float) -> None:
+        a = self._actors.get(index)
+        if a is None or a.exit_code is not None or a.pending is None:
+            return
+        self.ray.wait([a.pending], timeout=timeout)
+
+    def forget(self, index: int, timeout: float = 5.0) -> None:
+        self._actors.pop(index, None)
+
+    def indices(self) -> list[int]:
+        return list(self._actors)
+
+    def close(self) -> None:
+        ray = self.ray
+        idle = [a for a in list(self._actors.values()) + self._zombies if a.pending is None]
+        busy = [a for a in list(self._actors.values()) + self._zombies if a.pending is not None]
+        self._stop_then_kill(idle)
+        for a in busy:
+            if a.handle is not None:
+                ray.kill(a.handle, no_restart=True)
+        self._actors.clear()
+        self._zombies.clear()
+        if self.coordinator is not None:
+            ray.get(self.coordinator.close.remote())
+            ray.kill(self.coordinator, no_restart=True)
+            self.coordinator = None
+        if self._we_started_ray:
+            ray.shutdown()
+
+
+__all__ = ["RayWorkers", "ClusterUnavailable"]
