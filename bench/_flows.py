@@ -1,8 +1,15 @@
-"""The fixed benchmark batch: two fixture-site flows, written as Recorder JSON into a work folder.
+"""The fixed benchmark batch: the demo's two fixture-site flows, written as Recorder JSON into a work folder.
 
-Why the flows live here and not in ``engine.cli.commands.demo``: a baseline is
-only comparable while the batch it measured stays the same, so the bench
-owns its flows and stamps :data:`BATCH_VERSION` into every baseline.
+The flows themselves are the demo's (:mod:`engine.cli.demo_flows`, one
+source; bench may import engine, not the reverse).  A baseline is only
+comparable while the batch it measured stays the same, and the demo may
+change for the demo's sake; so the bench pins a fingerprint of the flows
+(:data:`BATCH_FINGERPRINT`, a sha256 of their canonical JSON) next to
+:data:`BATCH_VERSION`, the number it stamps into every baseline.  When the
+demo's flows (or the fixture-site layout they read) change, importing the
+bench fails with :class:`BatchChanged` until someone bumps the version
+and pins the new fingerprint — after which the gate refuses old baselines
+("save a new baseline") instead of comparing two different batches.
 
 ``form`` fills and submits a form (fresh browser context per job, no
 credential); ``canvas-login`` signs in on a canvas-drawn form with a
@@ -18,6 +25,7 @@ normal step chain (and shows up in the step's phase).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,57 +33,36 @@ from typing import Any
 
 import orjson
 
-from navigation.fixture_site import LOGIN_LAYOUT
+from engine.cli.demo_flows import CANVAS_FLOW, CREDENTIAL_SCOPE, FORM_FLOW, SECRET_NAME, SECRET_VALUE
 
 BATCH_VERSION = 1
+BATCH_FINGERPRINT = "6b125d4e4a35734c58412c17789bf257b718f92456866d88e4818582fcb279ab"  # the flows of version 1
 FLOW_NAMES = ("form", "canvas")
-CREDENTIAL_SCOPE = "fixture/alice"
-SECRET_NAME = "alice_password"
-SECRET_VALUE = "correct horse"
-
-FORM_FLOW: dict[str, Any] = {
-    "title": "form",
-    "steps": [
-        {"type": "setViewport", "width": 1024, "height": 768, "deviceScaleFactor": 1, "isMobile": False,
-         "hasTouch": False, "isLandscape": False},
-        {"type": "navigate", "url": "${BASE_URL}/form.html", "phase": "Open",
-         "assertedEvents": [{"type": "navigation", "title": "Drover form"}]},
-        {"type": "change", "selectors": [["aria/Name[role=\"textbox\"]"], ["#name"]], "value": "${name}",
-         "phase": "Fill"},
-        {"type": "change", "selectors": [["#color"]], "value": "blue", "phase": "Fill"},
-        {"type": "click", "selectors": [["aria/Send the form"], ["#submit"]], "phase": "Submit",
-         "assertedEvents": [{"type": "navigation", "title": "Drover result"}]},
-        {"type": "waitForExpression", "phase": "Check",
-         "expression": "document.querySelector('#out-name').textContent === '${name}'"},
-    ],
-}
-
-
-def _centre(name: str) -> dict[str, float]:
-    r = LOGIN_LAYOUT[name]
-    return {"offsetX": r["x"] + r["w"] / 2, "offsetY": r["y"] + r["h"] / 2}
-
-
-def _typed(text: str) -> list[dict[str, Any]]:
-    return [s for ch in text for s in ({"type": "keyDown", "key": ch}, {"type": "keyUp", "key": ch})]
-
-
-CANVAS_FLOW: dict[str, Any] = {
-    "title": "canvas-login",
-    "steps": [
-        {"type": "navigate", "url": "${BASE_URL}/canvas_login.html", "phase": "Open"},
-        {"type": "click", "selectors": [["#login"]], **_centre("user"), "phase": "Login"},
-        *[{**s, "phase": "Login"} for s in _typed("alice")],
-        {"type": "click", "selectors": [["#login"]], **_centre("password"), "phase": "Login"},
-        {"type": "clip", "value": {"secret": SECRET_NAME}, "phase": "Login"},
-        {"type": "click", "selectors": [["#login"]], **_centre("paste"), "phase": "Login"},
-        {"type": "click", "selectors": [["#login"]], **_centre("login"), "phase": "Login"},
-        {"type": "waitForElement", "selectors": [["#status[data-state=\"ok\"]"]], "phase": "Check"},
-    ],
-}
 
 FLOWS: dict[str, dict[str, Any]] = {"form": FORM_FLOW, "canvas": CANVAS_FLOW}
 TITLES: dict[str, str] = {key: flow["title"] for key, flow in FLOWS.items()}
+
+
+class BatchChanged(Exception):
+    """The flows differ from the ones :data:`BATCH_VERSION` measured: the version must be bumped, not reused."""
+
+
+def fingerprint(flows: dict[str, dict[str, Any]]) -> str:
+    """sha256 of the flows' canonical JSON (sorted keys): equal exactly when the batch runs the same steps."""
+    return hashlib.sha256(orjson.dumps(flows, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def check_fingerprint(flows: dict[str, dict[str, Any]], expected: str = BATCH_FINGERPRINT) -> None:
+    """Raise :class:`BatchChanged` unless ``flows`` are the ones the current batch version pinned."""
+    found = fingerprint(flows)
+    if found != expected:
+        raise BatchChanged(
+            f"the demo's flows (engine/cli/demo_flows.py) are not the ones bench batch version {BATCH_VERSION} "
+            f"measured (fingerprint {found}, pinned {expected}): in bench/_flows.py set BATCH_VERSION = "
+            f"{BATCH_VERSION + 1} and BATCH_FINGERPRINT = {found!r}, then save new baselines")
+
+
+check_fingerprint(FLOWS)  # at import: no bench run, baseline or comparison on a batch that silently changed
 
 
 def with_delay(flow: dict[str, Any], delay_ms: float) -> dict[str, Any]:
@@ -135,6 +122,6 @@ def write_batch(folder: Path, *, base_url: str, jobs: int, flows: tuple[str, ...
     return BatchFiles(batch, write_credentials(folder), paths)
 
 
-__all__ = ["BATCH_VERSION", "FLOW_NAMES", "FLOWS", "TITLES", "FORM_FLOW", "CANVAS_FLOW", "CREDENTIAL_SCOPE",
-           "SECRET_NAME", "SECRET_VALUE", "BatchFiles", "job_flows", "with_delay", "write_batch",
-           "write_credentials"]
+__all__ = ["BATCH_VERSION", "BATCH_FINGERPRINT", "BatchChanged", "check_fingerprint", "fingerprint", "FLOW_NAMES",
+           "FLOWS", "TITLES", "FORM_FLOW", "CANVAS_FLOW", "CREDENTIAL_SCOPE", "SECRET_NAME", "SECRET_VALUE",
+           "BatchFiles", "job_flows", "with_delay", "write_batch", "write_credentials"]

@@ -20,6 +20,15 @@ The supervisor creates the shared state in a run directory; workers
 
 ``coordination.simulate`` is the seeded contention simulation (run it with
 ``python -m coordination.simulate``); it is not imported here.
+
+The root of every Drover error, :class:`DroverError`, lives on this floor
+too, though it has nothing to do with coordination: every layer raises
+errors rooted in it (coordination, navigation and engine) and imports
+point down only, so the one module all of them may import is the lowest
+one.  Putting the root anywhere higher would make coordination reach up
+to raise its own errors.  Its rules (a category on every class, timeouts
+that are builtin ``TimeoutError`` too, fields that survive pickling) are
+in :mod:`coordination.errors`.
 """
 from coordination._contention import (
     ContentionSnapshot,

@@ -13,18 +13,36 @@ store and the failure matrix know::
         ├── TableFull                persistence
         ├── SegmentError             persistence   (create/attach of shared memory)
         │   └── SegmentInUse         persistence   (a live process already runs in that directory)
-        └── LockTimeout              timeout       (credential or table lock not acquired in time)
+        └── LockTimeout              timeout       (credential or table lock not acquired in time;
+                                                    also a builtin TimeoutError)
 
 The coordination errors carry their facts as attributes (slot, states,
 owner, epoch, scope, waited ...) so that the supervisor and the failure
 matrix never parse a message.  Every attribute defaults to ``None`` so an
-error still builds from a bare message (and survives pickling across a
-process boundary, which rebuilds it from ``args`` only).
+error still builds from a bare message.
+
+Two rules hold for every error in every package, because the root makes
+them:
+
+- A timeout error (category ``timeout``) also subclasses the builtin
+  :class:`TimeoutError`, as filelock's ``Timeout`` does, so code that knows
+  nothing of Drover (``except TimeoutError``, ``concurrent.futures``) still
+  recognises it; a class that says ``timeout`` without it is refused when
+  it is defined.  (This makes it an :class:`OSError` too: an ``except
+  OSError`` around a Drover call catches it.)
+- An error survives pickling with its fields and message intact
+  (:meth:`DroverError.__reduce__`): errors cross process boundaries — a
+  forked worker's, a multiprocessing pool's, a Ray actor's — and the
+  default pickling rebuilds an exception by calling its class with
+  ``args``, which fails for a constructor that takes other arguments than
+  the message it formats (``CDPResponseError(method, code, message)``).
 
 ``DroverError`` lives here because coordination is the lowest layer:
 navigation and engine import it from here, never the other way round.
 """
 from __future__ import annotations
+
+from typing import Any
 
 CATEGORIES: tuple[str, ...] = (
     "cdp",
@@ -37,6 +55,20 @@ CATEGORIES: tuple[str, ...] = (
 )
 
 
+def _restore(cls: type[DroverError], args: tuple[Any, ...], state: dict[str, Any]) -> DroverError:
+    """Unpickle: an instance of ``cls`` with the original ``args`` and attributes, its ``__init__`` not run.
+
+    Not run because subclasses' constructors differ and some format their
+    message from their fields: calling one again with the formatted message
+    would fail or format it twice.  The state is what the sender's
+    instance had, so the copy equals it field for field.
+    """
+    err = cls.__new__(cls, *args)
+    err.args = args  # OSError.__new__ leaves args to __init__ when a subclass defines one
+    err.__dict__.update(state)
+    return err
+
+
 class DroverError(Exception):
     """Root of all Drover errors; ``category`` is one of :data:`CATEGORIES`."""
 
@@ -46,6 +78,12 @@ class DroverError(Exception):
         super().__init_subclass__(**kwargs)
         if cls.category not in CATEGORIES:
             raise TypeError(f"{cls.__name__}.category={cls.category!r} is not one of {CATEGORIES}")
+        if cls.category == "timeout" and not issubclass(cls, TimeoutError):
+            raise TypeError(f"{cls.__name__} has category 'timeout' and must also subclass the builtin TimeoutError")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as class + ``args`` + attributes, so every subclass keeps its fields across a process boundary."""
+        return _restore, (type(self), self.args, dict(vars(self)))
 
 
 class CoordinationError(DroverError):
@@ -121,7 +159,7 @@ class SegmentInUse(SegmentError):
     """The directory's segment belongs to a process that is still alive, so it is not stale."""
 
 
-class LockTimeout(CoordinationError):
+class LockTimeout(CoordinationError, TimeoutError):
     """A credential lock (or the ownership table's lock) was not acquired within its timeout.
 
     ``holder`` is whatever is known about who held it (a holder record or

@@ -13,23 +13,36 @@ A line::
      "vars": {"name": "Ada"}, "retries": 2, "timeout": 60, "fallback": "fixture_form"}
 
 ``flow`` is a path relative to the batch file, or ``legacy:NAME``.
+
+Only a regular file is read as a batch: ``open()`` on a FIFO blocks until
+a writer appears (a run that hangs before it starts) and a device never
+ends.  The type and size are checked with ``stat`` before opening and
+again with ``fstat`` on the opened descriptor, which is opened
+non-blocking so that a file swapped for a FIFO in between cannot block
+it.  A flow file a line names gets the same refusal from
+:func:`navigation.flow.load_flow`.
+
+Every batch field that becomes a path — ``flow`` (a file), ``id`` (the
+job's artifact folder), ``credential`` (lock and profile folders) — is
+refused with its line number when it holds a NUL byte: no operating
+system path can, and Python would raise a bare ``ValueError`` at the first
+use (resolving the flow path here, or later inside a worker).
 """
 from __future__ import annotations
 
 import codecs
 import dataclasses
 import os
-import re
+import stat
 from dataclasses import dataclass, field
-from itertools import accumulate
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping
 
 import orjson
 
 from engine.errors import BatchInputError
 from navigation.errors import FlowError
-from navigation.flow import Flow, load_flow
+from navigation.flow import Flow, load_flow, nesting_depth
 from navigation.legacy import LegacyRegistry
 from navigation.steps import StrategyRegistry
 
@@ -40,9 +53,9 @@ DEFAULT_RETRIES = 1
 DEFAULT_TIMEOUT_S = 120.0
 MAX_LINE_DEPTH = 32  # a job line nests 2 deep ({"vars": {...}}); anything near this limit is not a job
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISSOCK, "a socket"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,23 +106,63 @@ class Batch:
         return dataclasses.replace(found, id=job_id)
 
 
-def _nesting_depth(line: bytes) -> int:
-    """Deepest bracket nesting outside JSON strings (an over-estimate for malformed text, never under).
+def _shown(text: str) -> str:
+    """A path or field as it may appear in a message: a NUL byte written ``\\0``, not sent to the terminal."""
+    return text.replace("\0", "\\0")
 
-    Measured before the decoder sees the line: orjson 3.8 crashes the whole
-    process (SIGSEGV, no exception) on about 200,000 nested brackets, and a
-    line within the 1 MiB limit holds 500,000.
-    """
-    if line.count(b"[") + line.count(b"{") <= MAX_LINE_DEPTH:
-        return 0
-    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", line))
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+def _kind(mode: int) -> str | None:
+    """What a non-regular file is (``"a FIFO (named pipe)"``...), or ``None`` for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+
+
+def _refuse_unreadable(source: str, info: os.stat_result) -> None:
+    """Refuse what must not be read as a batch: anything but a regular file, or one over the size limit."""
+    kind = _kind(info.st_mode)
+    if kind is not None:
+        raise BatchInputError(f"{source}: is {kind}, not a batch file (a batch must be a regular file)")
+    if info.st_size > MAX_BATCH_BYTES:
+        raise BatchInputError(f"{source}: {info.st_size / 1e6:.1f} MB is larger than the "
+                              f"{MAX_BATCH_BYTES // 2**20} MiB limit")
+
+
+def _open_batch(path: Path, source: str) -> BinaryIO:
+    """The batch file opened for reading: checked before it is opened and again once it is, never blocking."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise BatchInputError(f"{source}: no such batch file") from None
+    except ValueError as exc:  # an embedded NUL, or a name the file system encoding cannot hold
+        raise BatchInputError(f"{source}: is not a usable file name ({exc})") from None
+    except OSError as exc:
+        raise BatchInputError(f"{source}: cannot read: {exc.strerror}") from exc
+    _refuse_unreadable(source, info)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # O_NONBLOCK: a FIFO swapped in cannot block
+    except OSError as exc:
+        raise BatchInputError(f"{source}: cannot open: {exc.strerror}") from exc
+    try:
+        _refuse_unreadable(source, os.fstat(fd))  # what was opened, not what the name pointed to a moment ago
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _nul_problems(raw: Mapping[str, Any], where: str) -> list[str]:
+    """NUL bytes in the fields that become paths: the OS cannot name such a file, folder or lock."""
+    uses = {"id": "it names the job's artifact folder", "flow": "it names a file",
+            "credential": "it names lock and profile folders"}
+    return [f'{where}: "{name}" must not contain a NUL byte ({why})'
+            for name, why in uses.items() if isinstance(raw.get(name), str) and "\0" in raw[name]]
 
 
 def _check_line(raw: object, number: int, where: str) -> tuple[dict[str, Any] | None, list[str]]:
     if not isinstance(raw, dict):
         return None, [f"{where}: a job must be a JSON object, got {type(raw).__name__}"]
-    problems = []
+    problems = _nul_problems(raw, where)
     unknown = sorted(set(raw) - KNOWN_FIELDS)
     if unknown:
         problems.append(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(KNOWN_FIELDS))})")
@@ -146,17 +199,8 @@ def load_batch(path: str | os.PathLike[str], *, strategies: StrategyRegistry, le
                skip_invalid: bool = False) -> Batch:
     """Parse and validate a whole batch file; raise :class:`BatchInputError` listing every bad line."""
     path = Path(path)
-    source = str(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise BatchInputError(f"{source}: no such batch file") from None
-    except OSError as exc:
-        raise BatchInputError(f"{source}: cannot read: {exc.strerror}") from exc
-    if path.is_dir():
-        raise BatchInputError(f"{source}: is a directory, not a batch file")
-    if size > MAX_BATCH_BYTES:
-        raise BatchInputError(f"{source}: {size / 1e6:.1f} MB is larger than the {MAX_BATCH_BYTES // 2**20} MiB limit")
+    source = _shown(str(path))
+    fh = _open_batch(path, source)
     base = path.parent
     problems: list[str] = []
     bad_lines: dict[int, list[str]] = {}
@@ -164,13 +208,13 @@ def load_batch(path: str | os.PathLike[str], *, strategies: StrategyRegistry, le
     seen: dict[str, int] = {}
     flows: dict[str, Flow] = {}
     flow_errors: dict[str, str] = {}
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise BatchInputError(f"{source}: cannot open: {exc.strerror}") from exc
+    read = 0
     with fh:
         for number, line in enumerate(fh, 1):
             where = f"{source}:{number}"
+            read += len(line)
+            if read > MAX_BATCH_BYTES:
+                raise BatchInputError(f"{source}: grew past the {MAX_BATCH_BYTES // 2**20} MiB limit while being read")
             if number == 1 and line.startswith(codecs.BOM_UTF8):
                 line = line[len(codecs.BOM_UTF8):]  # editors that save "UTF-8 with BOM": the text is still UTF-8
             if not line.strip():
@@ -178,7 +222,7 @@ def load_batch(path: str | os.PathLike[str], *, strategies: StrategyRegistry, le
             if len(line) > MAX_LINE_BYTES:
                 bad_lines.setdefault(number, []).append(f"{where}: line is longer than {MAX_LINE_BYTES} bytes")
                 continue
-            if _nesting_depth(line) > MAX_LINE_DEPTH:
+            if nesting_depth(line, MAX_LINE_DEPTH) > MAX_LINE_DEPTH:
                 bad_lines.setdefault(number, []).append(
                     f"{where}: JSON nests deeper than {MAX_LINE_DEPTH} levels (a job line needs 2)")
                 continue

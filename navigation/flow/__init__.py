@@ -9,7 +9,7 @@ the type and the field.  Step record classes live in
 listed in :mod:`navigation.flow.aliases`.
 """
 from navigation.flow import aliases, records
-from navigation.flow._load import MAX_FLOW_BYTES, load_flow
+from navigation.flow._load import MAX_FLOW_BYTES, load_flow, nesting_depth
 from navigation.flow._parse import parse_flow
 from navigation.flow._selectors import parse_selector
 from navigation.flow.records import (
@@ -19,5 +19,5 @@ from navigation.flow.records import (
 __all__ = [
     "load_flow", "parse_flow", "parse_selector", "Flow", "Step", "Selector", "SelectorAlternative",
     "SelectorKind", "SecretRef", "STEP_TYPES", "DEFAULT_TIMEOUT_MS", "MAX_FLOW_BYTES", "records",
-    "aliases",
+    "aliases", "nesting_depth",
 ]

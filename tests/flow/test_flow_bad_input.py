@@ -11,7 +11,8 @@ import pytest
 
 import navigation.flow._load as flow_load
 from navigation.errors import FlowError, FlowFileError, FlowValidationError
-from navigation.flow import load_flow, parse_flow
+from navigation.flow import load_flow, nesting_depth, parse_flow
+from navigation.flow._parse import MAX_DEPTH
 from tests.flow.conftest import DATA
 
 BAD = DATA / "bad"
@@ -121,7 +122,7 @@ def test_absurd_nesting_is_refused_before_the_decoder_sees_it(tmp_path: Path) ->
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     selector = "[" * 100 + "]" * 100
     data = orjson.dumps({"title": "t", "steps": [{"type": "click", "selectors": [[f"div{selector}"]]}] * 2})
-    assert flow_load._nesting_depth(data.decode()) == 5
+    assert nesting_depth(data, MAX_DEPTH) == 5
 
 
 def test_problem_list_is_capped() -> None:

@@ -8,6 +8,7 @@ store (mode 600) — and runs the batch through the real engine: a
 supervisor forking 2 workers, each with its own headless Chromium,
 shared-memory session ownership and credential locks, results in SQLite,
 four JSON log streams.  It prints the run summary and ``demo: OK``.
+The flows are in :mod:`engine.cli.demo_flows` (the bench runs them too).
 """
 from __future__ import annotations
 
@@ -24,53 +25,11 @@ from engine.cli.console import Console
 from engine.cli.exit_codes import EXIT_JOB_FAILURES, EXIT_OK
 from engine.execution.runs import RunRequest, execute, prepare
 from engine.cli.commands.run import progress_printer
-from navigation.fixture_site import LOGIN_LAYOUT, FixtureSite
+from engine.cli.demo_flows import CANVAS_FLOW, CREDENTIAL_SCOPE, FORM_FLOW, SECRET_NAME, SECRET_VALUE
+from navigation.fixture_site import FixtureSite
 
 NAME = "demo"
 HELP = "run a small demo batch on the bundled fixture site"
-
-FORM_FLOW = {
-    "title": "form",
-    "steps": [
-        {"type": "setViewport", "width": 1024, "height": 768, "deviceScaleFactor": 1, "isMobile": False,
-         "hasTouch": False, "isLandscape": False},
-        {"type": "navigate", "url": "${BASE_URL}/form.html", "phase": "Open",
-         "assertedEvents": [{"type": "navigation", "title": "Drover form"}]},
-        {"type": "change", "selectors": [["aria/Name[role=\"textbox\"]"], ["#name"]], "value": "${name}",
-         "phase": "Fill"},
-        {"type": "change", "selectors": [["#color"]], "value": "blue", "phase": "Fill"},
-        {"type": "click", "selectors": [["aria/Send the form"], ["#submit"]], "phase": "Submit",
-         "assertedEvents": [{"type": "navigation", "title": "Drover result"}]},
-        {"type": "waitForExpression", "phase": "Check",
-         "expression": "document.querySelector('#out-name').textContent === '${name}'"},
-    ],
-}
-
-
-def _centre(name: str) -> dict[str, float]:
-    r = LOGIN_LAYOUT[name]
-    return {"offsetX": r["x"] + r["w"] / 2, "offsetY": r["y"] + r["h"] / 2}
-
-
-def _typed(text: str) -> list[dict]:
-    """Real key presses, one key at a time (the canvas reads keydown events)."""
-    return [step for ch in text for step in ({"type": "keyDown", "key": ch}, {"type": "keyUp", "key": ch})]
-
-
-CANVAS_FLOW = {
-    "title": "canvas-login",
-    "steps": [
-        {"type": "navigate", "url": "${BASE_URL}/canvas_login.html", "phase": "Open"},
-        {"type": "click", "selectors": [["#login"]], **_centre("user"), "phase": "Login"},
-        *[{**s, "phase": "Login"} for s in _typed("alice")],
-        {"type": "click", "selectors": [["#login"]], **_centre("password"), "phase": "Login"},
-        {"type": "clip", "value": {"secret": "alice_password"}, "phase": "Login"},
-        {"type": "click", "selectors": [["#login"]], **_centre("paste"), "phase": "Login"},
-        {"type": "click", "selectors": [["#login"]], **_centre("login"), "phase": "Login"},
-        {"type": "waitForElement", "selectors": [["#status[data-state=\"ok\"]"]], "phase": "Check"},
-    ],
-}
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=12, help="jobs in the demo batch (default: %(default)s)")
@@ -86,14 +45,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
         creds = work / "credentials.json"
         fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(orjson.dumps({"alice_password": "correct horse"}))
+            fh.write(orjson.dumps({SECRET_NAME: SECRET_VALUE}))
         with (work / "batch.jsonl").open("wb") as fh:
             for i in range(args.jobs):
                 canvas = i % 3 == 2
                 job = {"id": f"demo-{i:02d}", "flow": "canvas.json" if canvas else "form.json", "retries": 1,
                        "vars": {"BASE_URL": site.base_url, "name": f"Ada {i}"}}
                 if canvas:
-                    job["credential"] = "fixture/alice"
+                    job["credential"] = CREDENTIAL_SCOPE
                 fh.write(orjson.dumps(job) + b"\n")
         settings = Settings(workers=args.workers, state_dir=str(work / "state"))
         req = RunRequest(str(work / "batch.jsonl"), settings, credentials_path=str(creds))

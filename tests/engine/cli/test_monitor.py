@@ -19,6 +19,7 @@ from engine.cli.commands import monitor
 from engine.cli.console import Console
 from engine.cli.exit_codes import EXIT_INPUT, EXIT_OK
 from engine.records.store import ResultsStore
+from tests._wait import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 RUN = "r-mon"
@@ -241,15 +242,6 @@ SLOW_FLOW = {"title": "slow", "steps": [
     {"type": "navigate", "url": "${BASE_URL}/slow?ms=${ms}", "timeout": 20000},
     {"type": "waitForExpression", "expression": "document.title === 'Drover slow'"},
 ]}
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _query(state: Path, sql: str, *params) -> list[tuple]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK
+from tests._wait import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 EXIT_BOUND_S = 30.0  # on top of the drain grace: stopping workers, closing browsers, writing the summary
@@ -42,15 +43,6 @@ def query(state: Path, sql: str, *params) -> list[tuple]:
         return []
     finally:
         db.close()
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def open_jobs(state: Path) -> set[str]:

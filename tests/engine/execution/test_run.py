@@ -15,6 +15,7 @@ import pytest
 
 from engine.cli.exit_codes import EXIT_INPUT, EXIT_JOB_FAILURES, EXIT_OK
 from engine.records.streams import trace
+from tests._wait import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -69,15 +70,6 @@ def last_run(state: Path) -> tuple[str, str] | None:
 
 def outcomes(state: Path, run_id: str) -> dict[str, str]:
     return dict(db(state).execute("SELECT job_id, outcome FROM outcomes WHERE run_id = ?", (run_id,)).fetchall())
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stream_events(run_dir: str, stream: str) -> list[dict]:

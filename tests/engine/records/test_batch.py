@@ -224,6 +224,104 @@ def test_file_level_problems(flows):
     assert "is a directory" in error_of(flows)
 
 
+NUL_FIELDS = [
+    (job(1, flow="go\0od.json"), '"flow" must not contain a NUL byte'),
+    (job(1, flow="legacy:fixture\0form"), '"flow" must not contain a NUL byte'),
+    (job("j\0x"), '"id" must not contain a NUL byte'),
+    (job(1, credential="shop/al\0ice"), '"credential" must not contain a NUL byte'),
+]
+
+
+@pytest.mark.parametrize("bad, expected", NUL_FIELDS, ids=["flow", "legacy-flow", "id", "credential"])
+def test_a_nul_byte_in_a_field_that_becomes_a_path_is_a_bad_line_not_a_crash(flows, bad, expected):
+    """json.dumps writes the NUL as \\u0000: valid JSON whose string no file system path can hold."""
+    path = write(flows / "b.jsonl", [job("ok1"), bad, job("ok2")])
+    msg = error_of(path)
+    assert f"{path}: 1 invalid line(s); nothing was run" in msg
+    assert f"{path}:2: {expected}" in msg, msg
+    assert "\0" not in msg  # the message names the field; it does not send a NUL to the terminal
+    batch = load(path, skip=True)
+    assert [j.id for j in batch.jobs] == ["ok1", "ok2"]
+    assert len(batch.skipped) == 1 and batch.skipped[0].startswith(f"{path}:2: {expected}")
+
+
+def test_a_nul_byte_in_the_batch_path_is_a_batch_input_error_naming_it(flows):
+    path = flows / "b\0.jsonl"
+    msg = error_of(path)
+    assert msg.startswith(f"{flows}/b\\0.jsonl: is not a usable file name"), msg
+
+
+@pytest.mark.timeout(30)  # the defect was a hang in open(): fail in 30 s, not after the suite's 300
+def test_a_fifo_batch_is_refused_without_opening_it(flows):
+    fifo = flows / "batch.fifo"
+    os.mkfifo(fifo)
+    assert error_of(fifo) == f"{fifo}: is a FIFO (named pipe), not a batch file (a batch must be a regular file)"
+    link = flows / "link.jsonl"
+    link.symlink_to(fifo)  # the name looks like a batch; what it points to decides
+    assert "is a FIFO (named pipe)" in error_of(link)
+
+
+def test_a_device_is_refused_as_a_batch(flows):
+    assert error_of(Path("/dev/null")) == ("/dev/null: is a character device, not a batch file "
+                                           "(a batch must be a regular file)")
+
+
+@pytest.mark.timeout(30)
+def test_a_file_swapped_for_a_fifo_after_the_stat_is_refused_by_fstat_without_blocking(flows, monkeypatch):
+    """Close the stat -> open race: the name passes the first check, then names a FIFO when it is opened."""
+    import engine.records.batch as batch_module
+
+    path = write(flows / "b.jsonl", [job(1)])
+    fifo = flows / "swap.fifo"
+    os.mkfifo(fifo)
+    real_open = os.open
+
+    def swapping_open(name, flags, *args):
+        if os.fspath(name) == str(path) and fifo.exists():
+            os.replace(fifo, path)  # between the stat and the open, as another process could
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(batch_module.os, "open", swapping_open)  # batch_module.os is os: pass others through
+    assert "is a FIFO (named pipe), not a batch file" in error_of(path)
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_named_as_a_flow_is_an_invalid_flow_on_that_line(flows):
+    os.mkfifo(flows / "pipe.json")
+    path = write(flows / "b.jsonl", [job(1), job(2, flow="pipe.json")])
+    msg = error_of(path)
+    assert f"{path}:2: flow pipe.json is invalid and the job names no fallback" in msg
+    assert "is not a regular file" in msg
+    batch = load(path, skip=True)
+    assert [j.id for j in batch.jobs] == ["j1"]
+
+
+def engine_run(batch: Path, state: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", "run", str(batch), "--state-dir", str(state)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.timeout(120)
+def test_the_cli_refuses_bad_batches_with_exit_2_naming_file_and_line_and_leaves_no_state(flows):
+    """A refused batch must leave the state directory as it found it: no results.sqlite, no lock, nothing."""
+    nul = flows / "nul.jsonl"
+    nul.write_bytes(json.dumps(job(1)).encode() + b"\n" + json.dumps(job(2, flow="go\0od.json")).encode() + b"\n")
+    fifo = flows / "fifo.jsonl"
+    os.mkfifo(fifo)
+    malformed = write(flows / "malformed.jsonl", [job(1), job(2), '{"id": "j3", "flow": '])
+    cases = [(nul, f"{nul}:2: \"flow\" must not contain a NUL byte"),
+             (fifo, f"{fifo}: is a FIFO (named pipe), not a batch file"),
+             (malformed, f"{malformed}:3: not valid JSON")]
+    for batch, expected in cases:
+        state = flows / f"state-{batch.stem}"
+        res = engine_run(batch, state)
+        assert res.returncode == 2, (batch, res.returncode, res.stderr[-2000:])
+        assert expected in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr, res.stderr
+        left = sorted(str(p.relative_to(state)) for p in state.rglob("*")) if state.exists() else []
+        assert left == [], f"{batch.name}: the refused run left {left} in {state}"
+
+
 def test_a_batch_over_the_size_limit_is_refused_before_it_is_read(flows):
     path = flows / "huge.jsonl"
     with path.open("wb") as fh:
