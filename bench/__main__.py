@@ -1,9 +1,11 @@
 """``python -m bench``: composition root — parse arguments, build the console, hand over.
 
 Commands: ``run`` (end-to-end throughput, baseline and gate), ``peer``
-(Drover vs Playwright), ``scale`` (1, 2, 4 ... workers).  Exit codes: 0 ok,
-1 the gate found a regression, 2 bad arguments or baseline, 3 Drover or its
-environment failed, 4 bench jobs failed, 5 Playwright missing (peer).
+(Drover vs Playwright), ``scale`` (1, 2, 4 ... workers), ``faults`` (a
+fault campaign against a batch).  Exit codes: 0 ok, 1 the gate found a
+regression (faults: an invariant was violated), 2 bad arguments or
+baseline, 3 Drover or its environment failed (faults: also a fault that
+could not be injected), 4 bench jobs failed, 5 Playwright missing (peer).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import argparse
 import logging
 import sys
 
+from bench._faults import add_arguments as add_fault_arguments, faults_command
 from bench._gate import BaselineError
 from bench._peer import peer_command
 from bench._run import EXIT_INPUT, EXIT_INTERNAL, UsageError, add_common, run_command, scale_command
@@ -41,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--jobs-per-worker", type=int, help="jobs per worker at each point (default 8; smoke 2)")
     scale.add_argument("--repeat", type=int, help="runs per point (default 1)")
     scale.set_defaults(_run=scale_command)
+    faults = sub.add_parser("faults", help="fault campaign: kill workers, browsers, the supervisor; check invariants")
+    add_fault_arguments(faults)
+    faults.set_defaults(_run=faults_command)
     return parser
 
 

@@ -229,7 +229,9 @@ class Chromium:
                 proc = subprocess.Popen(
                     [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                     stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                    start_new_session=True)
+                    start_new_session=True,
+                    # Chromium's own org.chromium.Chromium.* folder goes into the profile, removed with it
+                    env={**os.environ, "TMPDIR": str(profile)})
             port_file = profile / "DevToolsActivePort"
             deadline = time.monotonic() + START_TIMEOUT_S
             lines: list[str] = []
