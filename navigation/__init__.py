@@ -2,11 +2,11 @@
 
 The few names a program that drives browsers with Drover's parts needs::
 
-    from navigation import launch, CDPConnection, load_flow, FlowRunner, default_registry
+    from navigation import launch, CDPConnection, load_flow, FlowRunner, build_registry
 
     browser = launch()                                  # headless, DevTools on 127.0.0.1
     conn = CDPConnection(browser.ws_url)
-    result = FlowRunner(default_registry()).run(load_flow("flow.json"), conn, artifacts_dir="out")
+    result = FlowRunner(build_registry()).run(load_flow("flow.json"), conn, artifacts_dir="out")
 
 Imported lazily (PEP 562), so importing one part does not load the rest.
 """
@@ -27,6 +27,7 @@ _EXPORTS = {
     "load_flow": "navigation.flow",
     "Flow": "navigation.flow",
     "default_registry": "navigation.steps",
+    "build_registry": "navigation.steps",
     "CredentialStore": "navigation.credentials",
     "NavigationError": "navigation.errors",
 }

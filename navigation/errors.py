@@ -16,7 +16,8 @@
         │   └── BrowserUnavailable      cdp        reconnect attempts exhausted
         ├── FlowError                   input      base of flow input errors
         │   ├── FlowFileError           input      missing, unreadable, too large, not JSON
-        │   └── FlowValidationError     input      schema violations; names file, step index, field
+        │   ├── FlowValidationError     input      schema violations; names file, step index, field
+        │   └── PluginError             input      a step plugin (--plugin, entry point) cannot be loaded
         ├── StepError                   navigation a step failed at run time (names step index/type)
         │   ├── SelectorNotFound        navigation no selector alternative resolved in time
         │   ├── AssertionFailed         navigation waitFor*/assertedEvents not satisfied
@@ -105,6 +106,10 @@ class FlowValidationError(FlowError):
         super().__init__(f"{source}: {len(self.problems)} problem(s)\n{lines}")
 
 
+class PluginError(FlowError):
+    """A step plugin could not be imported or registered; the message names the module or entry point."""
+
+
 class StepError(NavigationError):
     """A step failed while running; carries its index, type and artifacts."""
 
@@ -141,6 +146,6 @@ class CredentialError(NavigationError):
 __all__ = [
     "NavigationError", "CDPError", "CDPResponseError", "CDPConnectionLost", "CDPTargetClosed", "CDPTimeout",
     "CDPProtocolError", "BrowserError", "ChromiumNotFound", "BrowserLaunchError",
-    "BrowserUnavailable", "FlowError", "FlowFileError", "FlowValidationError", "StepError",
+    "BrowserUnavailable", "FlowError", "FlowFileError", "FlowValidationError", "PluginError", "StepError",
     "SelectorNotFound", "AssertionFailed", "StepTimeout", "ScreenshotRefused", "CredentialError",
 ]

@@ -14,8 +14,12 @@ from typing import Any
 
 import orjson
 
+from navigation.aria import Retry, aria_values, call_with_aria
 from navigation.cdp import CDPConnection, CDPSession
-from navigation.errors import CDPResponseError, SelectorNotFound, StepError, StepTimeout
+from navigation.errors import (
+    CDPResponseError, CDPTargetClosed, NavigationError, SelectorNotFound, StepError, StepTimeout,
+)
+from navigation.keys import KeyboardState
 
 _RUNTIME_JS = resources.files("navigation").joinpath("js/runtime.js").read_text(encoding="utf-8")
 _INVALID_PARAMS = -32602
@@ -25,13 +29,19 @@ _RUNTIME = "globalThis[Symbol.for('drover.runtime')]"
 class Page:
     """One attached page target with Drover's runtime installed."""
 
-    __slots__ = ("session", "url_hint", "modifiers", "network_enabled")
+    __slots__ = ("session", "url_hint", "keyboard", "network_enabled", "emulation")
 
     def __init__(self, session: CDPSession, url_hint: str = "") -> None:
         self.session = session
         self.url_hint = url_hint
-        self.modifiers = 0
+        self.keyboard = KeyboardState()  # held modifiers and keys, kept across steps
         self.network_enabled = False
+        self.emulation = (False, False)  # (mobile, touch) as the last setViewport left them
+
+    @property
+    def modifiers(self) -> int:
+        """The modifier bits held right now (mouse events carry them too)."""
+        return self.keyboard.modifiers
 
     @classmethod
     def setup(cls, session: CDPSession, url_hint: str = "") -> "Page":
@@ -49,6 +59,8 @@ class Page:
         return self.session.evaluate(expression, await_promise=await_promise, timeout=timeout,
                                      user_gesture=user_gesture)
 
+    RUNTIME = _RUNTIME
+
     def call(self, fn: str, *args: Any, timeout_ms: float) -> Any:
         """Call a runtime function with JSON arguments; in-page failures become typed step errors."""
         arglist = ",".join(orjson.dumps(a).decode() for a in args)
@@ -56,24 +68,119 @@ class Page:
         try:
             return self.session.evaluate(expression, await_promise=True, timeout=timeout_ms / 1000 + 5)
         except CDPResponseError as exc:
-            message = exc.cdp_message
-            if "DROVER_TIMEOUT" in message:
-                detail = message.split("DROVER_TIMEOUT", 1)[1].strip()
-                if "matched" in detail:
-                    raise SelectorNotFound(f"{detail} within {timeout_ms:.0f} ms") from exc
-                raise StepTimeout(f"{detail} within {timeout_ms:.0f} ms") from exc
-            if "DROVER_" in message:
-                raise StepError(message.split("DROVER_", 1)[1]) from exc
-            raise
+            raise self._step_error(exc, timeout_ms) from exc
+
+    def find(self, fn: str, path: list[int], alternatives: list[dict], timeout_ms: float, *rest: Any) -> Any:
+        """Call an element entry point of the runtime (``prepare``, ``waitForElement`` ...).
+
+        Steps with ``aria/`` parts get them looked up in Chromium's
+        accessibility tree first (:mod:`navigation.aria`); the rest is one
+        in-page call that waits by itself.
+        """
+        values = aria_values(alternatives)
+        if not values:
+            return self.call(fn, path, alternatives, timeout_ms, *rest, timeout_ms=timeout_ms)
+        return call_with_aria(self, fn, path, alternatives, timeout_ms, rest, values)
+
+    def call_on(self, object_id: str, declaration: str, args: list[Any], objects: list[str], *,
+                timeout_ms: float) -> Any:
+        """``Runtime.callFunctionOn`` with JSON ``args`` then ``objects`` (object ids) as arguments.
+
+        A ``DROVER_RETRY`` from the page is raised as :class:`navigation.aria.Retry`; other in-page
+        failures as typed step errors, as :meth:`call` does.
+        """
+        params = {"objectId": object_id, "functionDeclaration": declaration, "awaitPromise": True,
+                  "returnByValue": True,
+                  "arguments": [*({"value": a} for a in args), *({"objectId": o} for o in objects)]}
+        result = self.session.send("Runtime.callFunctionOn", params, timeout=timeout_ms / 1000 + 5)
+        details = result.get("exceptionDetails")
+        if details is None:
+            return result.get("result", {}).get("value")
+        text = str(details.get("exception", {}).get("description") or details.get("text", "exception"))
+        message = text.splitlines()[0]
+        if "DROVER_RETRY" in message:
+            raise Retry(message.split("DROVER_RETRY", 1)[1].strip())
+        raise self._step_error(CDPResponseError("Runtime.callFunctionOn", -1, message), timeout_ms)
+
+    @staticmethod
+    def timeout_error(detail: str, timeout_ms: float) -> NavigationError:
+        """The error of an in-page wait that ran out of time (``detail``: what it waited for)."""
+        if "matched" in detail:
+            return SelectorNotFound(f"{detail} within {timeout_ms:.0f} ms")
+        return StepTimeout(f"{detail} within {timeout_ms:.0f} ms")
+
+    @classmethod
+    def _step_error(cls, exc: CDPResponseError, timeout_ms: float) -> NavigationError:
+        message = exc.cdp_message
+        if "DROVER_TIMEOUT" in message:
+            return cls.timeout_error(message.split("DROVER_TIMEOUT", 1)[1].strip(), timeout_ms)
+        if "DROVER_" in message:
+            return StepError(message.split("DROVER_", 1)[1])
+        return exc
 
     def wait_for_load(self, timeout: float) -> None:
         """Wait for the main frame's load event."""
         self.session.wait_for_event("Page.loadEventFired", timeout=timeout)
 
-    def location(self) -> tuple[str, str]:
-        """(URL, title) of the main frame."""
-        href, title = self.evaluate("[location.href, document.title]", await_promise=False)
+    def location(self, path: tuple[int, ...] | list[int] = ()) -> tuple[str, str]:
+        """(URL, title) of the main frame, or of the child frame at index ``path``."""
+        doc = "document" if not path else f"{_RUNTIME}.frameWindow({list(path)}).document"
+        href, title = self.evaluate(f"[{doc}.location.href, {doc}.title]", await_promise=False)
         return href, title
+
+    def frame_id(self, path: tuple[int, ...] | list[int]) -> str:
+        """The CDP frame id of the frame at index ``path`` (``()``: the main frame).
+
+        Child frames are counted in the frame tree's order, as the
+        reference replayer counts them (``frame.childFrames()[i]``).
+        """
+        node = self.send("Page.getFrameTree")["frameTree"]
+        for depth, index in enumerate(path):
+            children = node.get("childFrames") or []
+            if index >= len(children):
+                raise StepError(f"no frame at index path [{','.join(map(str, path[:depth + 1]))}]")
+            node = children[index]
+        return node["frame"]["id"]
+
+
+_NAV_EVENTS = ("Page.frameNavigated", "Page.navigatedWithinDocument", "Page.frameStoppedLoading")
+
+
+class NavigationWatch:
+    """Started before a step with an asserted navigation; :meth:`wait` waits for *that step's frame*.
+
+    Why a frame id and events, not the main frame's load event: a click in
+    frame ``[0]`` navigates that frame only, and the main frame never
+    loads again (DESIGN.md: "wait for the step's frame to navigate").  A
+    navigation is the frame's ``Page.frameNavigated`` followed by its
+    ``Page.frameStoppedLoading``, or a same-document navigation
+    (``Page.navigatedWithinDocument``).
+    """
+
+    __slots__ = ("page", "path", "frame_id")
+
+    def __init__(self, page: Page, path: tuple[int, ...]) -> None:
+        self.page = page
+        self.path = tuple(path)
+        self.frame_id = page.frame_id(self.path)
+        for method in _NAV_EVENTS:
+            page.session.pop_events(method)  # events of earlier navigations say nothing about this step
+
+    def _mine(self, event: Any) -> bool:
+        frame = event.params.get("frame")
+        return (frame.get("id") if isinstance(frame, dict) else event.params.get("frameId")) == self.frame_id
+
+    def wait(self, timeout: float, *, started: bool = False) -> tuple[str, str]:
+        """Wait for the navigation (``started``: it is known to have happened) and return (URL, title)."""
+        deadline = time.monotonic() + timeout
+        session = self.page.session
+        if not started:
+            first = session.wait_for_event(("Page.frameNavigated", "Page.navigatedWithinDocument"), self._mine,
+                                           timeout=max(0.0, deadline - time.monotonic()))
+            if first.method == "Page.frameNavigated":
+                session.wait_for_event("Page.frameStoppedLoading", self._mine,
+                                       timeout=max(0.0, deadline - time.monotonic()))
+        return self.page.location(self.path)
 
 
 class Pages:
@@ -115,6 +222,34 @@ class Pages:
         if gone:
             self._by_url = {url: p for url, p in self._by_url.items() if p.session.session_id not in gone}
 
+    def close(self, page: Page, *, timeout: float) -> None:
+        """Close ``page`` and return once it is closed for its opener and its target is gone.
+
+        Why not just ``Target.closeTarget``: it answers before the page is
+        torn down, and the opener's renderer learns of it later still, so
+        the next step could see ``popup.closed === false`` or race the
+        closing page.  A popup that script may close is closed from inside
+        (``window.close()``), which marks it closing in its renderer at
+        once — the opener, in the same renderer, sees ``closed === true``
+        from then on; any other page (the main page, a page opened by the
+        browser) is closed by the browser.  Either way the session's
+        detachment is awaited, as the reference replayer awaits the
+        target's destruction.
+        """
+        session_id = page.session.session_id
+        deadline = time.monotonic() + timeout
+        try:
+            closing = page.evaluate("(window.close(), window.closed)", await_promise=False, timeout=timeout)
+        except CDPTargetClosed:
+            closing = True  # it closed while answering
+        if closing is not True:
+            self.connection.send("Target.closeTarget", {"targetId": page.session.target_id}, timeout=timeout)
+        self.connection.wait_for_event("Target.detachedFromTarget",
+                                       lambda ev: ev.params.get("sessionId") == session_id,
+                                       timeout=max(0.05, deadline - time.monotonic()))
+        self.connection.pop_events(session_id=session_id)  # its buffered events can never be read now
+        self.forget(page)
+
     def forget(self, page: Page) -> None:
         if page is self.main:
             return
@@ -136,7 +271,11 @@ class Pages:
             except CDPResponseError as exc:
                 if exc.code != _INVALID_PARAMS:  # -32602: target already closed by the flow
                     raise
+        # Events of these sessions can never be read now; on a connection that serves job after job they
+        # would only fill the buffer (and slow every search of it).
+        for session_id in {self.main.session.session_id, *(p.session.session_id for p in self._by_url.values())}:
+            self.connection.pop_events(session_id=session_id)
         self._by_url.clear()
 
 
-__all__ = ["Page", "Pages"]
+__all__ = ["Page", "Pages", "NavigationWatch"]

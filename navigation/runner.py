@@ -21,15 +21,17 @@ from coordination.telemetry_context import current, stream_logger
 from navigation.cdp import CDPConnection
 from navigation.credentials import MASK, Redactor
 from navigation.errors import (
-    AssertionFailed, CDPConnectionLost, CredentialError, FlowValidationError, NavigationError, StepError,
+    AssertionFailed, CDPConnectionLost, CDPTimeout, CredentialError, FlowValidationError, NavigationError,
+    StepError,
 )
 from navigation.flow.records import Flow, SecretRef, Step
-from navigation.page import Pages
+from navigation.page import NavigationWatch, Pages
 from navigation.redaction import capture_png
 from navigation.steps.builtin import default_registry
 from navigation.steps.registry import StepContext, StepOutcome, StrategyRegistry, substitute
 
 perf_log = stream_logger("performance", __name__)
+_MAX_WARNED = 10_000  # distinct (flow, step) warnings one runner remembers
 domain_log = stream_logger("domain", __name__)
 
 
@@ -113,19 +115,37 @@ class FlowRunner:
     def __init__(self, registry: StrategyRegistry | None = None, *,
                  resolve_secret: Callable[[SecretRef], str] = _no_secrets,
                  on_step: Callable[[StepResult], None] | None = None,
-                 failure_screenshots: bool = True) -> None:
+                 failure_screenshots: bool = True, strict: bool | None = None) -> None:
         """``failure_screenshots=False``: a failed step writes only its (masked) DOM snapshot, no PNG —
-        for flows that draw secrets on a canvas, where no redaction can reach them."""
+        for flows that draw secrets on a canvas, where no redaction can reach them.
+        ``strict``: a ``customStep`` with no handler is rejected instead of skipped (default: the
+        registry's setting)."""
         self.registry = registry or default_registry()
         self.resolve_secret = resolve_secret
         self.on_step = on_step
         self.failure_screenshots = failure_screenshots
+        self.strict = self.registry.strict if strict is None else strict
+        self._warned: set[tuple[str, int]] = set()
 
     def check(self, flow: Flow) -> None:
-        """Refuse a flow with a step nobody can run, before touching the browser."""
-        problems = self.registry.problems(flow)
+        """Refuse a flow with a step nobody can run, before touching the browser.
+
+        A ``customStep`` with no handler is a no-op, as in the reference
+        replayer: one warning names it (once per flow step and runner),
+        unless ``strict``, where it is a problem like any other.
+        """
+        problems = self.registry.problems(flow, strict=self.strict)
         if problems:
             raise FlowValidationError(flow.source, problems)
+        for step in self.registry.unhandled_custom(flow):
+            key = (flow.source, step.index)
+            if key in self._warned or len(self._warned) >= _MAX_WARNED:
+                continue
+            self._warned.add(key)
+            domain_log.warning("%s: customStep skipped: %s", flow.source, self.registry.custom_step_notice(step), extra={
+                "event": "custom_step_skipped", "flow_source": flow.source, "step": step.timing_key,
+                "custom_step": step.name, "detail": f"{flow.source}: {self.registry.custom_step_notice(step)}",
+                **current()})
 
     def run(self, flow: Flow, connection: CDPConnection, *, artifacts_dir: str | Path,
             variables: Mapping[str, str] | None = None, browser_context_id: str | None = None) -> FlowResult:
@@ -166,9 +186,9 @@ class FlowRunner:
             message = f"step {step.index} ({step.type}): {message}"
         if written:
             message += f" [artifacts: {', '.join(written)}]"
-        domain_log.warning("step failed", extra={
+        domain_log.warning("%s: step failed", flow.source, extra={
             "event": "step_failed", "step": step.timing_key, "error_category": type(exc).category,
-            "error": message, "flow": flow.title, **current()})
+            "error": message, "flow": flow.title, "flow_source": flow.source, **current()})
         return FlowResult(flow.source, flow.title, False, duration, tuple(results), error=message,
                           error_category=type(exc).category, failed_step=step.index, artifacts=written)
 
@@ -185,21 +205,20 @@ class FlowRunner:
                           resolve_secret=self.resolve_secret, remember_secret=masker.add, deadline=deadline,
                           secret_forms=masker.forms)
         navigation_asserted = [e for e in step.asserted_events if e.type == "navigation"]
-        if navigation_asserted:
-            page.session.pop_events("Page.loadEventFired")
+        watch = NavigationWatch(page, step.frame) if navigation_asserted else None
         outcome = strategy.run(step, ctx)
-        if navigation_asserted:
-            if not outcome.navigated:
-                try:
-                    page.wait_for_load(max(0.05, ctx.remaining_ms / 1000))
-                except NavigationError as exc:
-                    raise AssertionFailed("expected a navigation, none happened in time") from exc
-            href, title = page.location()
+        if watch is not None:
+            where = f" in frame [{','.join(map(str, step.frame))}]" if step.frame else ""
+            try:
+                href, title = watch.wait(max(0.05, ctx.remaining_ms / 1000),
+                                         started=outcome.navigated and not step.frame)
+            except CDPTimeout as exc:
+                raise AssertionFailed(f"expected a navigation{where}, none happened in time") from exc
             for event in navigation_asserted:
                 if event.url is not None and href != ctx.text(event.url):
-                    raise AssertionFailed(f"navigated to {href!r}, expected {ctx.text(event.url)!r}")
+                    raise AssertionFailed(f"navigated{where} to {href!r}, expected {ctx.text(event.url)!r}")
                 if event.title is not None and title != event.title:
-                    raise AssertionFailed(f"page title is {title!r}, expected {event.title!r}")
+                    raise AssertionFailed(f"page title{where} is {title!r}, expected {event.title!r}")
         return outcome
 
     @staticmethod

@@ -31,6 +31,10 @@ Pages (each has a distinct ``<title>``; see ``README.md`` for details)::
                          #relayed; #notes (textarea), #pad (contenteditable)   "Drover echo"
     /conformance.html    a target for every Recorder step type and selector prefix;
                          #to-page2 -> /conformance2.html
+    /aria.html           accessible names only Chromium's tree gets right (aria/ selectors)
+    /frames.html         frame [0] and [0,0] with links that navigate the frame only
+    /smooth.html         scroll-behavior: smooth, targets far below the fold   "Drover smooth scrolling"
+    /big_canvas.html     a canvas taller than the viewport (offset clicks)     "Drover big canvas"
     /error               HTTP 500, "Drover error";  /status/<code>: that status
     POST /api/login      {"user", "password"} -> 200 {"ok": true, "user"} | 401
 

@@ -22,11 +22,11 @@ from types import MappingProxyType
 from coordination.telemetry_context import stream_logger
 from navigation.errors import FlowFileError, FlowValidationError
 from navigation.flow import aliases
-from navigation.flow._selectors import parse_selector
+from navigation.flow._selectors import parse_aria, parse_selector
 from navigation.flow.records import (
     BUTTONS, DEFAULT_TIMEOUT_MS, DEVICE_TYPES, EMPTY_MAPPING, SECRET_NAME, STEP_RECORDS, STEP_TYPES,
     WAIT_OPERATORS, AliasUse, AssertedEvent, CustomTypeStep, Flow, Rect, SecretRef,
-    SelectorAlternative, Step, UnknownField, Value,
+    SelectorAlternative, SelectorKind, Step, UnknownField, Value,
 )
 
 _log = stream_logger("domain", __name__)
@@ -303,6 +303,12 @@ def _selectors(f: _Fields, *, required: bool) -> tuple[SelectorAlternative, ...]
                 shown = f'has nothing after its "{selector.kind.value}/" prefix' if part.strip() else "is empty"
                 f.fail(where, shown)
                 continue
+            if selector.kind is SelectorKind.ARIA:
+                try:
+                    parse_aria(selector.value)
+                except ValueError as exc:
+                    f.fail(where, str(exc))
+                    continue
             chain.append(selector)
         if len(chain) == len(parts):
             alternatives.append(SelectorAlternative(i, tuple(chain)))
@@ -419,8 +425,11 @@ def _navigate(f: _Fields, index: int) -> dict[str, object]:
 
 def _set_viewport(f: _Fields, index: int) -> dict[str, object]:
     return {
-        "width": f.number("width", lo=1, hi=100_000, required=True, integer=True, default=0, unit=" (px)"),
-        "height": f.number("height", lo=1, hi=100_000, required=True, integer=True, default=0, unit=" (px)"),
+        # 0 means "no override" for that dimension, as in the reference replayer (and CDP)
+        "width": f.number("width", lo=0, hi=100_000, required=True, integer=True, default=0,
+                          unit=" (px)"),
+        "height": f.number("height", lo=0, hi=100_000, required=True, integer=True, default=0,
+                           unit=" (px)"),
         "device_scale_factor": f.number("deviceScaleFactor", lo=0, hi=10, required=True, default=1.0),
         "is_mobile": f.boolean("isMobile", required=True, default=False),
         "has_touch": f.boolean("hasTouch", required=True, default=False),
@@ -501,6 +510,7 @@ class _FlowBuilder:
         self.problems = _Problems()
         self.unknown: list[UnknownField] = []
         self.aliases: list[AliasUse] = []
+        self.types_listed = False
 
     def known_types(self) -> str:
         return ", ".join(sorted(STEP_TYPES | self.extra_types))
@@ -531,10 +541,13 @@ class _FlowBuilder:
         current = data["type"]
         if current not in STEP_TYPES:
             hint = aliases.RETIRED_STEP_TYPES.get(step_type)
+            if self.types_listed:  # the whole list once per file, not once per unknown step
+                known = "known types: as listed above"
+            else:
+                known = f"known types: {self.known_types()} (a registered step strategy can add more)"
+                self.types_listed = True
             self.problems.add(f"{where}: unknown step type {quoted(step_type)}; "
-                              + (f"{hint}; " if hint else "")
-                              + f"known types: {self.known_types()} "
-                              "(a registered step strategy can add more)")
+                              + (f"{hint}; " if hint else "") + known)
             return None
         self.aliases.extend(used)
         f = _Fields(data, where, self.problems)
@@ -658,15 +671,16 @@ def parse_flow(data: object, *, source: str, extra_types: Collection[str] = ()) 
 
 
 def _report_drift(flow: Flow) -> None:
-    """One warning per kind of drift per parsed flow: names only, never values."""
+    """One warning per kind of drift per parsed flow, naming the file: field names and counts, never values."""
+    unknown, old = flow.drift_summary
     if flow.unknown_fields:
-        _log.warning("flow has unknown fields (kept, not acted on)", extra={
+        _log.warning("%s: flow has unknown fields (kept, not acted on): %s", flow.source, unknown, extra={
             "flow_source": flow.source,
             "unknown_fields": [_cut(str(u)) for u in flow.unknown_fields[:MAX_REPORTED_FIELDS]],
             "unknown_field_count": len(flow.unknown_fields),
         })
     if flow.aliases_applied:
-        _log.warning("flow uses older spellings (mapped)", extra={
+        _log.warning("%s: flow uses older spellings (mapped), count per spelling: %s", flow.source, old, extra={
             "flow_source": flow.source,
             "aliases": [_cut(str(a)) for a in flow.aliases_applied[:MAX_REPORTED_FIELDS]],
             "alias_count": len(flow.aliases_applied),

@@ -396,6 +396,16 @@ class Flow:
         return tuple(dict.fromkeys(s.phase for s in self.steps if s.phase is not None))
 
     @property
+    def drift_summary(self) -> tuple[str, str]:
+        """(unknown fields, old spellings), each one line counted per field: ``"pointerId: 3, flow.meta: 1"``.
+
+        What ``validate`` prints and the parse warning says: one line per
+        file, not one per use, however many steps carry the same drift.
+        """
+        return (_count_line([("flow." if u.index is None else "") + u.field for u in self.unknown_fields]),
+                _count_line([a.alias for a in self.aliases_applied]))
+
+    @property
     def secret_names(self) -> frozenset[str]:
         """Names of every credential the flow refers to (for a pre-flight check of the store)."""
         names: set[str] = set()
@@ -405,6 +415,19 @@ class Flow:
                 if isinstance(ref, SecretRef):
                     names.add(ref.name)
         return frozenset(names)
+
+
+_SUMMARY_NAMES = 50
+
+
+def _count_line(names: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for name in names:
+        shown = name if len(name) <= 80 else name[:80] + "..."
+        counts[shown] = counts.get(shown, 0) + 1
+    items = [f"{name}: {n}" for name, n in list(counts.items())[:_SUMMARY_NAMES]]
+    more = len(counts) - len(items)
+    return ", ".join(items) + (f", and {more} more" if more > 0 else "")
 
 
 STEP_RECORDS: Mapping[str, type[Step]] = MappingProxyType({

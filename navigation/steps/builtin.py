@@ -18,7 +18,7 @@ from navigation.flow.records import (
     HoverStep, KeyDownStep, KeyStep, KeyUpStep, LongPressStep, NavigateStep, PointerStep, ScreenshotStep,
     ScrollStep, SecretRef, SetViewportStep, Step, WaitForElementStep, WaitForExpressionStep,
 )
-from navigation.keys import KEYS, MODIFIER_BITS, key_event
+from navigation.keys import KEYS, key_event, press
 from navigation.page import Page
 from navigation.redaction import capture_png, mark_secret_field
 from navigation.steps.registry import StepContext, StepOutcome, StepStrategy, StrategyRegistry
@@ -42,10 +42,17 @@ def _offset(step: PointerStep) -> dict:
     return {"mode": "centre"}
 
 
-def _point(step: PointerStep, ctx: StepContext) -> tuple[int | None, float, float]:
-    hit = ctx.page.call("prepare", list(step.frame), alternatives(step), ctx.remaining_ms, _offset(step),
-                        timeout_ms=ctx.remaining_ms)
+def _point(step: ElementStep, ctx: StepContext, offset: dict | None = None) -> tuple[int | None, float, float]:
+    hit = ctx.page.find("prepare", list(step.frame), alternatives(step), ctx.remaining_ms,
+                        offset if offset is not None else _offset(step))  # type: ignore[arg-type]
     return hit["index"], hit["x"], hit["y"]
+
+
+def _click_at(page: Page, x: float, y: float) -> None:
+    """One primary click at (x, y): move, press, release."""
+    _mouse(page, "mouseMoved", x, y)
+    _mouse(page, "mousePressed", x, y, "left", 1, 1)
+    _mouse(page, "mouseReleased", x, y, "left", 1, 0)
 
 
 def _mouse(page: Page, kind: str, x: float, y: float, button: str = "none", count: int = 0,
@@ -88,17 +95,25 @@ class HoverStrategy(StepStrategy):
 
     def run(self, step: Step, ctx: StepContext) -> StepOutcome:
         assert isinstance(step, HoverStep)
-        hit = ctx.page.call("prepare", list(step.frame), alternatives(step), ctx.remaining_ms,
-                            {"mode": "centre"}, timeout_ms=ctx.remaining_ms)
+        hit = ctx.page.find("prepare", list(step.frame), alternatives(step), ctx.remaining_ms,
+                            {"mode": "centre"})
         _mouse(ctx.page, "mouseMoved", hit["x"], hit["y"])
         return StepOutcome(matched_index=hit["index"])
 
 
 def type_text(page: Page, text: str) -> None:
-    """Type one key at a time (keyDown with text, keyUp): one ``input`` event per character."""
+    """Type one key at a time (keyDown with text, keyUp): one ``input`` event per character.
+
+    A character with no key on the US layout (``é``, ``€``) is inserted as
+    text (``Input.insertText``: an ``input`` event, no key events), as the
+    reference replayer types it.
+    """
     for ch in text:
-        page.send("Input.dispatchKeyEvent", key_event(ch, "down", page.modifiers))
-        page.send("Input.dispatchKeyEvent", key_event(ch, "up", page.modifiers))
+        if ch in KEYS:
+            page.send("Input.dispatchKeyEvent", key_event(ch, "down", page.modifiers))
+            page.send("Input.dispatchKeyEvent", key_event(ch, "up", page.modifiers))
+        else:
+            page.send("Input.insertText", {"text": ch})
 
 
 class ChangeStrategy(StepStrategy):
@@ -108,18 +123,28 @@ class ChangeStrategy(StepStrategy):
     def run(self, step: Step, ctx: StepContext) -> StepOutcome:
         assert isinstance(step, ChangeStep)
         value = ctx.value(step.value)
-        plan = ctx.page.call("prepareChange", list(step.frame), alternatives(step), ctx.remaining_ms, value,
-                             timeout_ms=ctx.remaining_ms)
-        if isinstance(step.value, SecretRef):
+        plan = ctx.page.find("prepareChange", list(step.frame), alternatives(step), ctx.remaining_ms, value)
+        if isinstance(step.value, SecretRef) and plan["mode"] in ("type", "set"):
             mark_secret_field(ctx.page)  # focused by prepareChange: screenshots hide its whole value
         if plan["mode"] == "type":
             type_text(ctx.page, plan["text"])
+        elif plan["mode"] == "toggle":  # a checkbox, radio or switch in the other state: click it
+            _, x, y = _point(step, ctx, {"mode": "centre"})
+            _click_at(ctx.page, x, y)
         return StepOutcome(matched_index=plan["index"], detail={"mode": plan["mode"]})
 
 
 class KeyStrategy(StepStrategy):
     name = "key"
     handles = frozenset({"keyDown", "keyUp"})
+
+    def problems(self, step: Step) -> list[str]:
+        assert isinstance(step, KeyStep)
+        key = step.key
+        if isinstance(key, SecretRef) or "${" in key or len(key) == 1 or key in KEYS:
+            return []
+        return [f'"key" {key!r} is not a key name of the US keyboard layout (a key value such as "Shift" '
+                'or "a", or a code such as "ShiftLeft" or "KeyA")']
 
     def run(self, step: Step, ctx: StepContext) -> StepOutcome:
         assert isinstance(step, KeyStep)
@@ -133,15 +158,11 @@ class KeyStrategy(StepStrategy):
                 mark_secret_field(page)
                 type_text(page, key)
             return StepOutcome()
-        bit = MODIFIER_BITS.get(key, 0)
-        if down:
-            page.modifiers |= bit
-        else:
-            page.modifiers &= ~bit  # a released modifier is no longer held on its own keyup (as in Chrome)
         try:
-            params = key_event(key, "down" if down else "up", page.modifiers)
+            params = press(page.keyboard, key, "down" if down else "up")
         except KeyError as exc:
-            raise StepError(f"unknown key name (length {len(key)})") from exc
+            shown = "" if isinstance(step.key, SecretRef) else f" {key!r}"
+            raise StepError(f"unknown key name{shown} (not in the US keyboard layout)") from exc
         page.send("Input.dispatchKeyEvent", params)
         return StepOutcome()
 
@@ -152,8 +173,7 @@ class ScrollStrategy(StepStrategy):
 
     def run(self, step: Step, ctx: StepContext) -> StepOutcome:
         assert isinstance(step, ScrollStep)
-        hit = ctx.page.call("scroll", list(step.frame), alternatives(step), ctx.remaining_ms, step.x, step.y,
-                            timeout_ms=ctx.remaining_ms)
+        hit = ctx.page.find("scroll", list(step.frame), alternatives(step), ctx.remaining_ms, step.x, step.y)
         return StepOutcome(matched_index=hit.get("index"))
 
 
@@ -167,8 +187,7 @@ class WaitForElementStrategy(StepStrategy):
                 "properties": dict(step.properties) if step.properties else None,
                 "attributes": dict(step.attributes) if step.attributes else None}
         try:
-            hit = ctx.page.call("waitForElement", list(step.frame), alternatives(step), ctx.remaining_ms, spec,
-                                timeout_ms=ctx.remaining_ms)
+            hit = ctx.page.find("waitForElement", list(step.frame), alternatives(step), ctx.remaining_ms, spec)
         except StepError as exc:
             raise AssertionFailed(str(exc)) from exc
         return StepOutcome(matched_index=hit["index"], detail={"count": hit["count"]})
@@ -226,7 +245,17 @@ class SetViewportStrategy(StepStrategy):
             "mobile": step.is_mobile, "screenOrientation": orientation})
         ctx.page.send("Emulation.setTouchEmulationEnabled",
                       {"enabled": step.has_touch, **({"maxTouchPoints": 1} if step.has_touch else {})})
-        return StepOutcome()
+        emulation = (step.is_mobile, step.has_touch)
+        if emulation == ctx.page.emulation:
+            return StepOutcome()
+        # A page reads "mobile" and touch support when it loads (meta viewport, pointer media queries,
+        # ontouchstart), so, as the reference replayer does, a change of either reloads the page.
+        ctx.page.emulation = emulation
+        page = ctx.page
+        page.session.pop_events("Page.loadEventFired")
+        page.send("Page.reload", timeout=ctx.remaining_ms / 1000 + 1)
+        page.wait_for_load(ctx.remaining_ms / 1000)
+        return StepOutcome(navigated=True, detail={"reloaded": True})
 
 
 class EmulateNetworkStrategy(StepStrategy):
@@ -251,8 +280,7 @@ class CloseStrategy(StepStrategy):
 
     def run(self, step: Step, ctx: StepContext) -> StepOutcome:
         assert isinstance(step, CloseStep)
-        ctx.page.session.close(timeout=ctx.remaining_ms / 1000 + 1)
-        ctx.pages.forget(ctx.page)
+        ctx.pages.close(ctx.page, timeout=ctx.remaining_ms / 1000 + 1)
         return StepOutcome()
 
 
@@ -298,8 +326,7 @@ class ScreenshotStrategy(StepStrategy):
         params: dict = {"format": "png"}
         index = None
         if step.selectors:
-            rect = ctx.page.call("pageRect", list(step.frame), alternatives(step), ctx.remaining_ms,
-                                 timeout_ms=ctx.remaining_ms)
+            rect = ctx.page.find("pageRect", list(step.frame), alternatives(step), ctx.remaining_ms)
             index = rect.pop("index")
             params["clip"] = {**rect, "scale": 1}
             params["captureBeyondViewport"] = True
