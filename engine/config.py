@@ -8,6 +8,12 @@ an empty or broken file is an error naming the file — never a silent fall
 back to the defaults.  Each effective value remembers its source, which
 ``python -m engine config`` prints.
 
+Precedence of one value: the command line, then its environment variable
+(:data:`ENV_SETTINGS`: ``DROVER_STATE_DIR``, ``DROVER_CREDENTIALS``; an
+empty variable counts as unset), then the file, then the default.  Every
+``DROVER_*`` variable Drover reads is in :data:`ENVIRONMENT` with what it
+does (``config`` lists each and whether it is set).
+
 TOML layout (every key optional)::
 
     [engine]
@@ -27,6 +33,10 @@ TOML layout (every key optional)::
     ray_address = ""         # the Ray cluster to join ("auto", "HOST:6379"); empty: start a local Ray instance
     lease_ttl = 10.0         # s a cluster lease lasts without a renewal (backend = "ray")
 
+    [browser]
+    extra_args = []          # more Chromium flags, e.g. ["--lang=de-DE"]; DevTools stays on 127.0.0.1
+    headless = true          # false is refused for now: the launcher always starts Chromium headless
+
     [retry]
     base = 0.5
     cap = 10.0
@@ -38,6 +48,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import psutil
@@ -48,6 +59,23 @@ MODES = ("parallel", "legacy")
 BACKENDS = ("local", "ray")
 ISOLATIONS = ("context", "page")
 BROWSER_BUDGET_BYTES = 350 * 1024 * 1024
+
+# setting -> the environment variable that sets it (between the command line and the file)
+ENV_SETTINGS: Mapping[str, str] = MappingProxyType({"state_dir": "DROVER_STATE_DIR",
+                                                    "credentials": "DROVER_CREDENTIALS"})
+# Every DROVER_* variable an operator may set, and what it does (``python -m engine config`` lists them).
+ENVIRONMENT: Mapping[str, str] = MappingProxyType({
+    "DROVER_CONFIG": "the settings file (after --config, before ./drover.toml)",
+    "DROVER_STATE_DIR": "engine.state_dir for every command (after --state-dir, before the file)",
+    "DROVER_CREDENTIALS": "engine.credentials: the credential store file (after --credentials, before the file)",
+    "DROVER_CHROMIUM": "the Chromium binary (else chromium, chromium-browser, google-chrome ... on PATH)",
+    "DROVER_SECRET_<NAME>": "a secret for {\"secret\": \"NAME\"} steps (overrides the credential store's)",
+    "DROVER_LOG_<STREAM>": "another path for a run's OPERATIONAL / PERFORMANCE / DOMAIN / AUDIT stream",
+})
+# Flags of browser.extra_args that Drover owns: DevTools on loopback with a port per browser, its own profiles.
+_OWNED_FLAGS = {"--remote-debugging-port": "Drover gives every browser its own port (port 0, read back)",
+                "--remote-debugging-pipe": "Drover talks to DevTools over its loopback port",
+                "--user-data-dir": "Drover keeps a profile per browser and per credential"}
 
 
 def default_workers() -> int:
@@ -77,6 +105,8 @@ class Settings:
     backend: str = "local"
     ray_address: str = ""
     lease_ttl: float = 10.0
+    browser_extra_args: tuple[str, ...] = ()
+    browser_headless: bool = True
 
     def __post_init__(self) -> None:
         problems = validate(self)
@@ -113,13 +143,42 @@ def validate(s: Settings) -> list[str]:
         p.append(f"engine.failure_screenshots must be 0 or 1, got {s.failure_screenshots}")
     if s.lease_ttl <= 0:
         p.append("engine.lease_ttl must be > 0")
+    p += _browser_problems(s)
+    return p
+
+
+def _browser_problems(s: Settings) -> list[str]:
+    p = []
+    if not isinstance(s.browser_extra_args, tuple) or not all(isinstance(a, str) for a in s.browser_extra_args):
+        return [f"browser.extra_args must be a list of strings, got {s.browser_extra_args!r}"]
+    for i, arg in enumerate(s.browser_extra_args):
+        name, _, value = arg.partition("=")
+        where = f"browser.extra_args[{i}] {arg!r}"
+        if not arg.startswith("--") or len(name) < 3:
+            p.append(f"{where}: a Chromium flag starts with --")
+        elif name == "--remote-debugging-address" and value != "127.0.0.1":
+            p.append(f"{where}: DevTools is bound to 127.0.0.1 only (anyone who can reach it controls the browser)")
+        elif name in _OWNED_FLAGS:
+            p.append(f"{where}: not settable: {_OWNED_FLAGS[name]}")
+        elif name == "--headless":
+            p.append(f"{where}: set browser.headless instead")
+    if s.browser_headless is not True:
+        p.append("browser.headless = false is not supported yet: the launcher always starts Chromium headless "
+                 "(navigation.launcher.CHROMIUM_FLAGS)")
     return p
 
 
 _TOML_KEYS: dict[tuple[str, str], str] = {
-    **{("engine", f.name): f.name for f in fields(Settings) if not f.name.startswith("retry_")},
+    **{("engine", f.name): f.name for f in fields(Settings) if not f.name.startswith(("retry_", "browser_"))},
     ("retry", "base"): "retry_base", ("retry", "cap"): "retry_cap", ("retry", "jitter"): "retry_jitter",
+    ("browser", "extra_args"): "browser_extra_args", ("browser", "headless"): "browser_headless",
 }
+_TOML_NAMES = {name: f"[{section}] {key}" for (section, key), name in _TOML_KEYS.items()}
+
+
+def toml_name(setting: str) -> str:
+    """``[engine] state_dir``: where a setting lives in the file."""
+    return _TOML_NAMES[setting]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +217,7 @@ def _parse(path: str) -> dict[str, Any]:
     problems = []
     for section, table in data.items():
         if not isinstance(table, dict):
-            problems.append(f"top-level key {section!r} (settings live in [engine] and [retry])")
+            problems.append(f"top-level key {section!r} (settings live in [engine], [browser] and [retry])")
             continue
         for key, value in table.items():
             name = _TOML_KEYS.get((section, key))
@@ -168,11 +227,15 @@ def _parse(path: str) -> dict[str, Any]:
             expected = Settings.__dataclass_fields__[name].type
             ok = {"int": isinstance(value, int) and not isinstance(value, bool),
                   "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-                  "str": isinstance(value, str)}[str(expected)]
+                  "str": isinstance(value, str), "bool": isinstance(value, bool),
+                  "tuple[str, ...]": isinstance(value, list) and all(isinstance(v, str) for v in value),
+                  }[str(expected)]
             if not ok:
-                problems.append(f"[{section}] {key} must be {expected}, got {type(value).__name__}")
+                shown = "a list of strings" if expected == "tuple[str, ...]" else expected
+                problems.append(f"[{section}] {key} must be {shown}, got {type(value).__name__}")
                 continue
-            values[name] = float(value) if expected == "float" else value
+            values[name] = float(value) if expected == "float" else (tuple(value) if isinstance(value, list)
+                                                                      else value)
     if not values and not problems:
         problems.append("no settings in it")
     if problems:
@@ -182,7 +245,8 @@ def _parse(path: str) -> dict[str, Any]:
 
 def load_settings(explicit: str | None = None, *, overrides: Mapping[str, Any] | None = None,
                   env: Mapping[str, str] | None = None, cwd: str | None = None) -> LoadedSettings:
-    """Find, parse and validate the settings; command-line ``overrides`` win over the file."""
+    """Find, parse and validate the settings: command-line ``overrides`` win over the environment
+    (:data:`ENV_SETTINGS`), which wins over the file."""
     values: dict[str, Any] = {}
     source = "defaults"
     for how, path in candidates(explicit, env, cwd):
@@ -195,6 +259,11 @@ def load_settings(explicit: str | None = None, *, overrides: Mapping[str, Any] |
     origins = {f.name: "default" for f in fields(Settings)}
     for name in values:
         origins[name] = source
+    environ = os.environ if env is None else env
+    for name, variable in ENV_SETTINGS.items():
+        if environ.get(variable):
+            values[name] = environ[variable]
+            origins[name] = f"{variable} (environment)"
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value
@@ -206,4 +275,5 @@ def load_settings(explicit: str | None = None, *, overrides: Mapping[str, Any] |
     return LoadedSettings(settings, source, origins)
 
 
-__all__ = ["Settings", "LoadedSettings", "load_settings", "candidates", "default_workers", "MODES", "BACKENDS"]
+__all__ = ["Settings", "LoadedSettings", "load_settings", "candidates", "default_workers", "toml_name", "MODES",
+           "BACKENDS", "ENV_SETTINGS", "ENVIRONMENT"]

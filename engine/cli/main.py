@@ -4,6 +4,11 @@ Each subcommand lives in its own module under :mod:`engine.cli.commands` and
 exposes ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args, console) -> int``; adding a command means adding it to
 :data:`COMMANDS`, nothing else.
+
+Two ways in, one parser: ``python -m engine`` (:func:`main`) and the
+installed console script ``drover`` (:func:`console_script`), whose usage
+and help name it.  ``--version`` prints the distribution and its version
+(:mod:`engine.cli.version`).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from types import ModuleType
 from coordination.errors import DroverError
 from engine.cli.console import Console
 from engine.cli.exit_codes import EXIT_BUSY, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED
+from engine.cli.version import CONSOLE_SCRIPT, DISTRIBUTION, VERSION
 from engine.errors import StateBusy
 
 COMMANDS: tuple[str, ...] = ("demo", "health", "validate", "replay", "config", "run", "results", "trace", "monitor",
@@ -27,11 +33,15 @@ def _load(name: str) -> ModuleType:
     return importlib.import_module(f"engine.cli.commands.{name}")
 
 
-def build_parser(modules: list[ModuleType]) -> argparse.ArgumentParser:
+MODULE_PROG = "python -m engine"
+
+
+def build_parser(modules: list[ModuleType], prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m engine",
+        prog=prog,
         description="Drover: run recorded browser flows on many headless Chromium browsers.",
     )
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {VERSION}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -42,9 +52,10 @@ def build_parser(modules: list[ModuleType]) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, console: Console | None = None) -> int:
+def main(argv: list[str] | None = None, console: Console | None = None, *, prog: str = MODULE_PROG) -> int:
     modules = [_load(name) for name in COMMANDS]
-    args = build_parser(modules).parse_args(argv)
+    args = build_parser(modules, prog).parse_args(argv)
+    args.prog = prog  # how the operator called Drover, for the commands' hints
     level = logging.WARNING if args.verbose == 0 else (logging.INFO if args.verbose == 1 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     console = console or Console(quiet=args.quiet)
@@ -65,4 +76,9 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         return EXIT_INPUT if type(exc).category == "input" else EXIT_INTERNAL
 
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+def console_script() -> int:
+    """The ``drover`` console script (setup.py's entry point): ``main`` under its own name."""
+    return main(prog=CONSOLE_SCRIPT)
+
+
+__all__ = ["COMMANDS", "MODULE_PROG", "build_parser", "main", "console_script"]

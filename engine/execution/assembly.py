@@ -25,7 +25,7 @@ from navigation.launcher import LaunchSettings
 from navigation.legacy import REGISTRY
 from navigation.lifecycle import BrowserLifecycle, LifecycleSettings
 from navigation.runner import FlowRunner
-from navigation.steps import default_registry
+from navigation.steps import build_registry
 
 # Retries are bounded by each job's own ``retries``; the profile only shapes the delays between them.
 RETRY_ATTEMPTS_CAP = 21
@@ -36,7 +36,9 @@ def retry_profile(s: Settings) -> BackoffProfile:
 
 
 def lifecycle_settings(s: Settings) -> LifecycleSettings:
-    return LifecycleSettings(launch=LaunchSettings(), recycle_after_jobs=s.recycle_after_jobs,
+    """``[browser] extra_args`` reach every browser a worker starts (validated in :mod:`engine.config`)."""
+    return LifecycleSettings(launch=LaunchSettings(extra_args=s.browser_extra_args),
+                             recycle_after_jobs=s.recycle_after_jobs,
                              max_rss_bytes=s.max_browser_rss_mb * 1024 * 1024)
 
 
@@ -62,7 +64,7 @@ def build_executor(s: Settings, place: ExecutorPlace, *, store: ResultsStore, li
     """The :class:`JobExecutor` of every path, from the settings."""
     return JobExecutor(
         run_id=place.run_id, run_dir=place.run_dir, state_dir=place.state_dir, batch=place.batch, store=store,
-        lifecycle=lifecycle, runner=FlowRunner(default_registry(), resolve_secret=credentials.resolve,
+        lifecycle=lifecycle, runner=FlowRunner(build_registry(), resolve_secret=credentials.resolve,
                                                failure_screenshots=bool(s.failure_screenshots)),
         legacy=REGISTRY, credentials=credentials, coordination=coordination, worker_name=worker_name,
         retry_profile=retry_profile(s), seed=place.seed, isolation=s.job_isolation, profile_owner=profile_owner)

@@ -37,7 +37,7 @@ from engine.execution.summary import RunSummary, flow_stats
 from engine.execution.supervisor import Progress, Supervisor
 from engine.records import streams
 from navigation.legacy import REGISTRY
-from navigation.steps import default_registry
+from navigation.steps import build_registry
 
 ops = stream_logger("operational", __name__)
 
@@ -93,7 +93,7 @@ def prepare(req: RunRequest) -> PreparedRun:
         return _prepare_resume(req)
     if not req.batch_path:
         raise ConfigError("a batch file is required (or --resume RUN_ID)")
-    batch = load_batch(req.batch_path, strategies=default_registry(), legacy=REGISTRY,
+    batch = load_batch(req.batch_path, strategies=build_registry(), legacy=REGISTRY,
                        skip_invalid=req.skip_invalid)
     lock = statedir.acquire_state(s.state_dir)
     try:
@@ -123,7 +123,7 @@ def _prepare_resume(req: RunRequest) -> PreparedRun:
         if run_id is None:
             raise ResultsStoreError(f"nothing to resume: no runs in {path}")
         rec = store.run(run_id)
-    batch = load_batch(rec.batch, strategies=default_registry(), legacy=REGISTRY,
+    batch = load_batch(rec.batch, strategies=build_registry(), legacy=REGISTRY,
                        skip_invalid=bool(rec.settings.get("skip_invalid")))
     run_dir = Path(rec.run_dir)
     lock = filelock.FileLock(str(rundir.run_lock_path(run_dir)))
@@ -149,8 +149,13 @@ def _prepare_resume(req: RunRequest) -> PreparedRun:
 
 
 def execute(req: RunRequest, prepared: PreparedRun, on_progress: Callable[[Progress], None] | None = None,
-            hooks: Any = None) -> RunSummary:
-    """Run a prepared batch to its summary; ``hooks``: :class:`SupervisorHooks` for the parallel path."""
+            hooks: Any = None, evidence: Callable[[PreparedRun, RunSummary], Any] | None = None) -> RunSummary:
+    """Run a prepared batch to its summary; ``hooks``: :class:`SupervisorHooks` for the parallel path.
+
+    ``evidence(prepared, summary)`` runs last, still inside the run (its streams open, the state directory
+    held): where the caller writes the run directory's evidence (``summary.json``, ``report.html``: the
+    CLI passes :func:`engine.evidence.run.write_run_evidence`, a floor above this one).
+    """
     s = req.settings
     run_dir = prepared.run_dir
     sinks = streams.install(run_dir)
@@ -184,6 +189,8 @@ def execute(req: RunRequest, prepared: PreparedRun, on_progress: Callable[[Progr
             ops.info("run finished", extra={"event": "run_finished", "status": summary.status,
                                             **{f"jobs_{k}": v for k, v in summary.outcomes.items()}})
             rundir.write_summary_text(run_dir, summary.lines())
+            if evidence is not None:
+                evidence(prepared, summary)
             return summary
     finally:
         lock.release()

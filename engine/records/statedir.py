@@ -20,10 +20,11 @@ SIGKILL; a resume waits a little for those to finish dying.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import filelock
 
-from engine.errors import StateBusy
+from engine.errors import ResultsStoreError, StateBusy
 
 STORE_FILE = "results.sqlite"
 LOCK_FILE = "drover.lock"
@@ -43,6 +44,47 @@ def profiles_dir(state_dir: str) -> str:
     return os.path.join(state_dir, PROFILES_DIR)
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StoreUnavailable(ResultsStoreError):
+    """The state directory has no readable results store: a command that reads one cannot start.
+
+    Bad input (exit 2 in the CLI), whichever command met it: the state
+    directory named (``--state-dir``, ``DROVER_STATE_DIR``, the settings
+    file or the default, said in ``origin``) is the wrong one, or the file
+    is not a results store.  ``path`` is the store file, ``problem`` what
+    is wrong with it; the message ends with the hint.
+    """
+
+    category = "input"
+
+    def __init__(self, path: str, problem: str, origin: str = "") -> None:
+        self.path, self.problem, self.origin = path, problem, origin
+        whence = f" (state directory from {origin})" if origin else ""
+        super().__init__(f"no results store at {path}{whence}: {problem}; give the state directory of a run with "
+                         f"--state-dir DIR or DROVER_STATE_DIR (python -m engine config shows the one in use)")
+
+
+def require_store(state_dir: str, *, origin: str = "") -> str:
+    """The path of the state directory's results store, checked readable; :class:`StoreUnavailable` when it is
+    missing, unreadable or not a SQLite database.  Commands that read a store call it before opening it, so
+    none of them creates an empty store in a wrong directory."""
+    path = store_path(state_dir)
+    if not os.path.isdir(state_dir):
+        raise StoreUnavailable(path, "the state directory does not exist", origin)
+    if not os.path.isfile(path):
+        raise StoreUnavailable(path, "no run has used this state directory", origin)
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreUnavailable(path, f"the file cannot be read: {exc.strerror}", origin) from exc
+    if header != SQLITE_HEADER and (header or Path(path).stat().st_size):
+        raise StoreUnavailable(path, "the file there is not a SQLite database", origin)
+    return path
+
+
 def acquire_state(state_dir: str, *, wait: float = 0.0, what: str = "run") -> filelock.BaseFileLock:
     """Take the state directory for one run or soak; :class:`StateBusy` when another holds it.
 
@@ -59,4 +101,4 @@ def acquire_state(state_dir: str, *, wait: float = 0.0, what: str = "run") -> fi
 
 
 __all__ = ["STORE_FILE", "LOCK_FILE", "RUNS_DIR", "PROFILES_DIR", "store_path", "runs_dir", "profiles_dir",
-           "acquire_state"]
+           "acquire_state", "require_store", "StoreUnavailable", "SQLITE_HEADER"]

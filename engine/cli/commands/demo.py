@@ -25,6 +25,7 @@ from engine.cli.console import Console
 from engine.cli.exit_codes import EXIT_JOB_FAILURES, EXIT_OK
 from engine.execution.runs import RunRequest, execute, prepare
 from engine.cli.commands.run import progress_printer
+from engine.cli.outputs import EvidenceWriter, Outputs
 from engine.cli.demo_flows import CANVAS_FLOW, CREDENTIAL_SCOPE, FORM_FLOW, SECRET_NAME, SECRET_VALUE
 from navigation.fixture_site import FixtureSite
 
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         prepared = prepare(req)
         console.line(f"Drover demo: {args.jobs} jobs (form fill + canvas login) on {site.base_url}, "
                      f"{args.workers} workers")
-        summary = execute(req, prepared, on_progress=progress_printer(console))
+        summary = execute(req, prepared, on_progress=progress_printer(console),
+                          evidence=EvidenceWriter(Outputs(), settings.backend))  # summary.json, report.html
         console.end_status()
     for line in summary.lines():
         console.line(line)

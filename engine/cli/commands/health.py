@@ -7,6 +7,7 @@ from a read-only state directory without parsing text.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -14,8 +15,10 @@ from typing import Callable
 
 from coordination.errors import DroverError
 from engine.cli.console import Console
+from engine.config import load_settings
+from engine.execution.assembly import lifecycle_settings
 from navigation.cdp import CDPConnection
-from navigation.launcher import LaunchSettings, find_chromium, launch
+from navigation.launcher import find_chromium, launch
 from navigation.lifecycle import probe
 
 NAME = "health"
@@ -31,13 +34,20 @@ HEALTH_CODES = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--state-dir", default=os.environ.get("DROVER_STATE_DIR", "drover-state"),
-                   help="where runs, results and logs are written (default: %(default)s)")
-    p.add_argument("--credentials", default=os.environ.get("DROVER_CREDENTIALS"),
-                   help="credential store file to check (optional)")
+    p.add_argument("--state-dir", default=None,
+                   help="where runs, results and logs are written (default: DROVER_STATE_DIR, the settings file, "
+                        "drover-state)")
+    p.add_argument("--credentials", default=None,
+                   help="credential store file to check (default: DROVER_CREDENTIALS, the settings file; optional)")
+    p.add_argument("--config", default=None, help="settings file (TOML)")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    """The same settings a run would use: the state directory, the credential store and the browser's flags."""
+    s = load_settings(args.config, overrides={"state_dir": args.state_dir,
+                                              "credentials": args.credentials}).settings
+    args.state_dir, args.credentials = s.state_dir, s.credentials or None
+    launch_settings = lifecycle_settings(s).launch
     state: dict[str, object] = {}
 
     def chromium_found() -> str:
@@ -45,7 +55,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return str(state["binary"])
 
     def chromium_answering() -> str:
-        browser = launch(LaunchSettings(binary=str(state["binary"])))
+        browser = launch(dataclasses.replace(launch_settings, binary=str(state["binary"])))
         state["browser"] = browser
         info = probe(browser.http_url)
         return f"{info.get('Browser', '?')} on 127.0.0.1:{browser.port}, started in {browser.startup_seconds:.2f}s"

@@ -33,8 +33,9 @@ from engine.config import load_settings
 from engine.cli.console import Console
 from engine.errors import ResultsStoreError
 from engine.cli.exit_codes import EXIT_INPUT, EXIT_OK
-from engine.execution.runs import store_path
+from engine.cli.stores import readable_store, state_origin
 from engine.records import rundir
+from engine.records.statedir import StoreUnavailable
 from engine.records.reader import CurrentJob, StateReader, StoreView
 
 NAME = "monitor"
@@ -257,11 +258,16 @@ def one_line(snap: Snapshot) -> str:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    settings = load_settings(args.config, overrides={"state_dir": args.state_dir}).settings
+    loaded = load_settings(args.config, overrides={"state_dir": args.state_dir})
     try:
-        reader = StateReader(store_path(settings))
-    except ResultsStoreError as exc:
-        console.error(str(exc))
+        path = readable_store(loaded)  # exit 2 with the hint, as every command that reads a store
+        try:
+            reader = StateReader(path)
+        except ResultsStoreError as exc:
+            raise StoreUnavailable(path, f"SQLite cannot open the file to read ({exc})", state_origin(loaded)) \
+                from exc
+    except StoreUnavailable as exc:
+        console.error(f"[{type(exc).category}] {exc}")
         return EXIT_INPUT
     with reader:
         try:

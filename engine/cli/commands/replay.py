@@ -12,13 +12,14 @@ import contextlib
 import os
 import tempfile
 
+from engine.cli.commands.run import activate_plugins, add_plugin_arguments
 from engine.cli.console import Console
 from engine.cli.exit_codes import EXIT_INPUT, EXIT_JOB_FAILURES, EXIT_OK
 from navigation.credentials import CredentialStore
 from navigation.flow import load_flow
 from navigation.lifecycle import BrowserLifecycle
 from navigation.runner import FlowRunner, StepResult
-from navigation.steps import default_registry
+from navigation.steps import build_registry
 
 NAME = "replay"
 HELP = "run one flow on one browser and print each step"
@@ -35,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a ${NAME} substitution (repeatable)")
     p.add_argument("--fixture-site", action="store_true",
                    help="start the bundled fixture site and set ${BASE_URL} to it")
+    add_plugin_arguments(p)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
             console.error(f"--var expects NAME=VALUE, got {item!r}")
             return EXIT_INPUT
         variables[name] = value
-    registry = default_registry()
+    activate_plugins(args)
+    registry = build_registry()
     flow = load_flow(args.flow, extra_types=registry.extra_types())
     store = CredentialStore.from_file(args.credentials) if args.credentials else CredentialStore.from_env()
     artifacts = args.artifacts or tempfile.mkdtemp(prefix="drover-replay-")

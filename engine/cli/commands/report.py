@@ -1,10 +1,13 @@
-"""Rebuild a soak's evidence package from the files in its run directory.
+"""Rebuild the evidence report of a run or a soak from the files in its run directory.
 
-Reads the run's summary (required), alerts, failure matrix, SLO copy and
-the four log streams; writes the report (a self-contained dashboard: open
-it in any browser, no network needed) and, when the run has none, the
-drilldown (one correlation chain across the four streams).  Prints the
-report's path.
+Reads the run's summary (required: a run writes it when it ends, a soak
+when it ends or halts), alerts, failure matrix, SLO copy and the four log
+streams; writes the report (a self-contained dashboard: open it in any
+browser, no network needed) and, when the run has none, the drilldown
+(one correlation chain across the four streams).  A plain run's report
+has the sections that apply to one batch (KPIs, per-flow and per-phase
+percentiles, SLO verdict, failure matrix, drilldown of its first
+failure).  Prints the report's path.
 """
 from __future__ import annotations
 
@@ -17,11 +20,11 @@ from engine.evidence.report import ReportError, build_evidence
 from engine.records import rundir
 
 NAME = "report"
-HELP = "rebuild the HTML evidence dashboard of a soak from its run directory"
+HELP = "rebuild the HTML evidence dashboard of a run or a soak from its run directory"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", metavar="RUN_DIR", help=f"the soak's run directory (holds {rundir.SUMMARY})")
+    p.add_argument("run_dir", metavar="RUN_DIR", help=f"the run's or soak's run directory (holds {rundir.SUMMARY})")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

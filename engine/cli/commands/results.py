@@ -11,8 +11,8 @@ import orjson
 
 from engine.config import load_settings
 from engine.cli.console import Console
-from engine.execution.runs import store_path
-from engine.records.store import ResultsStore
+from engine.cli.exit_codes import EXIT_INPUT
+from engine.cli.stores import open_store
 
 NAME = "results"
 HELP = "print or export the results of a run"
@@ -23,16 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--attempts", action="store_true", help="include every attempt")
     p.add_argument("--config", default=None)
-    p.add_argument("--state-dir", default=None)
+    p.add_argument("--state-dir", default=None, help="the runs' state directory (default: DROVER_STATE_DIR, "
+                                                     "the settings file, drover-state)")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    s = load_settings(args.config, overrides={"state_dir": args.state_dir}).settings
-    with ResultsStore(store_path(s)) as store:
+    loaded = load_settings(args.config, overrides={"state_dir": args.state_dir})
+    with open_store(loaded) as store:
         run_id = store.latest_run_id() if args.run_id == "last" else args.run_id
         if run_id is None:
-            console.error(f"no runs in {store_path(s)}")
-            return 2
+            console.error(f"no runs in {store.path}")
+            return EXIT_INPUT
         rec = store.run(run_id)
         rows = store.export_rows(run_id)
         attempts = store.attempts(run_id) if args.attempts else []

@@ -16,8 +16,12 @@ import argparse
 from engine.config import load_settings
 from engine.cli.console import Console
 from engine.cli.exit_codes import EXIT_ABORTED, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_NO_GO, EXIT_OK
-from engine.cli.commands.run import progress_printer
+from engine.cli.commands.run import activate_plugins, add_plugin_arguments, progress_printer
+from engine.cli.outputs import add_metrics_argument
+from engine.evidence.outputs import check_writable
+from engine.evidence.outputs.metrics import soak_figures, write_metrics
 from engine.evidence.slo import parse_duration
+from engine.records import statedir
 from engine.soak.loop import SoakBusy, SoakSettings, run_soak
 
 NAME = "soak"
@@ -41,15 +45,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="the Ray cluster to join (auto, HOST:6379); default: start a local Ray instance")
     p.add_argument("--credentials", default=None)
+    add_metrics_argument(p)
+    add_plugin_arguments(p)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    activate_plugins(args)
     loaded = load_settings(args.config, overrides={"workers": args.workers, "state_dir": args.state_dir,
                                                    "backend": args.backend, "ray_address": args.ray_address})
     s = loaded.settings
     soak = SoakSettings(duration_s=parse_duration(args.duration),
                         window_s=parse_duration(args.window) if args.window else None,
                         slo_path=args.slo, webhook=args.webhook, rollback_drill=args.rollback_drill)
+    if args.metrics:
+        check_writable(args.metrics, "--metrics")  # exit 2 before the soak starts
     verbose = args.verbose > 0
     try:
         result = run_soak(args.batch, s, soak, credentials_path=args.credentials or s.credentials or None,
@@ -63,6 +72,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.result(f"soak {result.run_id}: {verdict} ({result.status}, {result.summary['cycles']} cycle(s), "
                    f"{agg['jobs']['passed']} passed, {agg['jobs']['failed']} failed)"
                    + (f": {'; '.join(result.reasons)}" if result.reasons else "") + f" — {result.run_dir}")
+    if args.metrics:  # the soak's end (each window's rewrite needs a hook in engine.soak.watch)
+        try:
+            write_metrics(args.metrics, soak_figures(result.record, statedir.store_path(s.state_dir),
+                                                     backend=s.backend))
+        except OSError as exc:
+            console.error(f"--metrics {args.metrics}: cannot write: {exc.strerror}")
     if result.status == "halted":
         return EXIT_ABORTED
     if result.status == "interrupted":

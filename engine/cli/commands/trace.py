@@ -14,8 +14,8 @@ import orjson
 
 from engine.config import load_settings
 from engine.cli.console import Console
-from engine.execution.runs import store_path
-from engine.records.store import ResultsStore
+from engine.cli.exit_codes import EXIT_INPUT
+from engine.cli.stores import open_store
 from engine.records.streams import STANDARD_FIELDS, trace
 
 NAME = "trace"
@@ -27,18 +27,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", default=None, help="run id (default: the run the id belongs to, else the latest)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of text")
     p.add_argument("--config", default=None)
-    p.add_argument("--state-dir", default=None)
+    p.add_argument("--state-dir", default=None, help="the run's state directory (default: DROVER_STATE_DIR, "
+                                                     "the settings file, drover-state)")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    s = load_settings(args.config, overrides={"state_dir": args.state_dir}).settings
-    with ResultsStore(store_path(s)) as store:
+    loaded = load_settings(args.config, overrides={"state_dir": args.state_dir})
+    with open_store(loaded) as store:
         run_id = args.run or (args.ident.split("/")[0] if args.ident.startswith("r") and
                               any(r.run_id == args.ident.split("/")[0] for r in store.runs()) else None) \
             or store.latest_run_id()
         if run_id is None:
-            console.error(f"no runs in {store_path(s)}")
-            return 2
+            console.error(f"no runs in {store.path}")
+            return EXIT_INPUT
         run_dir = store.run(run_id).run_dir
     records = trace(run_dir, args.ident)
     if not records:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 
+from engine.cli.commands.run import activate_plugins, add_plugin_arguments
 from engine.cli.console import Console
 from engine.cli.exit_codes import EXIT_INPUT, EXIT_OK
 from navigation.errors import FlowError
 from navigation.flow import load_flow
-from navigation.steps import default_registry
+from navigation.steps import build_registry
 
 NAME = "validate"
 HELP = "check Recorder flow files (exit 0 when all are valid)"
@@ -21,10 +22,12 @@ HELP = "check Recorder flow files (exit 0 when all are valid)"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("flows", nargs="+", metavar="FLOW", help="Recorder JSON files")
+    add_plugin_arguments(p)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    registry = default_registry()
+    activate_plugins(args)
+    registry = build_registry()
     bad = 0
     for path in args.flows:
         try:
@@ -43,10 +46,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
         drift = f", {len(flow.unknown_fields)} unknown field(s) ignored" if flow.unknown_fields else ""
         aliases = f", {len(flow.aliases_applied)} old spelling(s) mapped" if flow.aliases_applied else ""
         console.result(f"ok   {path}: {flow.title!r}, {len(flow.steps)} steps{drift}{aliases}")
-        for uf in flow.unknown_fields:
-            console.line(f"       unknown field: {uf}")
-        for alias in flow.aliases_applied:
-            console.line(f"       mapped: {alias}")
+        unknown, old = flow.drift_summary
+        if flow.unknown_fields:
+            console.line(f"       unknown fields (kept, not acted on), count per field: {unknown}")
+        if flow.aliases_applied:
+            console.line(f"       old spellings mapped, count per spelling: {old}")
+        for step in registry.unhandled_custom(flow):
+            console.line(f"       note: {registry.custom_step_notice(step)}; skipped when run (--strict rejects it)")
     if len(args.flows) > 1:
         console.line(f"{len(args.flows) - bad} valid, {bad} invalid")
     return EXIT_INPUT if bad else EXIT_OK

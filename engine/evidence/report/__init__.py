@@ -1,4 +1,9 @@
-"""The evidence package of a soak: the report (a self-contained HTML dashboard) and the drilldown, from its run dir.
+"""The evidence package of a soak or a run: the report (a self-contained HTML dashboard) and the drilldown.
+
+A soak's run directory gets every section; a plain run's (``summary.json``
+with ``"kind": "run"``) the ones that apply to one batch: KPIs, per-flow
+and per-phase percentiles, the SLO verdict, the failure matrix and the
+drilldown of its first failure.
 
 Inputs, all in the run directory (:mod:`engine.records.rundir`); only the
 summary is required: the summary (run, windows, aggregate, verdict), the
@@ -44,16 +49,17 @@ REPORT_FILE = rundir.REPORT
 DRILLDOWN_FILE = rundir.DRILLDOWN
 
 
-def build_evidence(run_dir: str | os.PathLike[str]) -> Path:
-    """Write the report (and the drilldown when missing) into ``run_dir``; return the report's path."""
-    ev = load_evidence(run_dir)
+def build_evidence(run_dir: str | os.PathLike[str], *, rebuild_drilldown: bool = False) -> Path:
+    """Write the report (and the drilldown when missing, or ``rebuild_drilldown``) into ``run_dir``; its path."""
+    ev = load_evidence(run_dir, rebuild_drilldown=rebuild_drilldown)
     page = render_html(ev)
     try:
         path = rundir.write_report(ev.run_dir, page)
     except OSError as exc:
         raise ReportError(f"cannot write {ev.run_dir / rundir.REPORT}: {exc.strerror}") from exc
     log.info("evidence report written", extra={"event": "report_written", "path": str(path),
-                                               "bytes": len(page.encode("utf-8")), "windows": len(ev.summary.windows)})
+                                               "bytes": len(page.encode("utf-8")), "windows": len(ev.summary.windows),
+                                               "kind": ev.kind})
     return path
 
 

@@ -5,7 +5,7 @@ import re
 from typing import Iterable
 
 from engine.evidence.report.data import MAX_FLOW_CHARTS, MAX_PHASES, Evidence, rate, rates, slo_defs, stat
-from engine.evidence.report.fmt import esc, natural, section
+from engine.evidence.report.fmt import esc, natural, num, section
 from engine.evidence.report.svg import PALETTE, PCT_COLORS, Ref, Series, bar_chart, line_chart, reduction_note
 from engine.records import rundir
 from engine.records.rundir import SoakSummary
@@ -96,6 +96,31 @@ def phase_section(ev: Evidence) -> str:
                    "Step latency by navigation phase (step type) over the whole run.")
 
 
+def flow_section(ev: Evidence) -> str:
+    """A plain run's per-flow percentiles: one group of p50/p95/p99 bars per flow, and their numbers."""
+    agg = ev.summary.aggregate
+    flows = {k: v for k, v in (agg.latency if agg else {}).items() if k.startswith("flow:")}
+    if not flows:
+        return section("flow-percentiles", "Per-flow percentiles", '<p class="empty">no flow latency recorded</p>')
+    names = sorted(flows, key=lambda k: (-(flows[k].p95 or 0.0), k))
+    note = ""
+    if len(names) > MAX_FLOW_CHARTS:
+        note = f'<p class="note">{MAX_FLOW_CHARTS} slowest flows of {len(names)}; all are in {rundir.SUMMARY}</p>'
+        names = names[:MAX_FLOW_CHARTS]
+    groups = [(k[5:], {p: getattr(flows[k], p) for p in ("p50", "p95", "p99")}) for k in names]
+    chart = bar_chart("flow-percentiles-chart", "Job latency per flow, slowest first", groups,
+                      keys=("p50", "p95", "p99"), colors=PCT_COLORS, unit="latency (ms)")
+    rows = "".join(
+        f'<tr><td>{esc(k[5:], 80)}</td><td class="num">{num(flows[k].n)}</td>'
+        + "".join(f'<td class="num">{num(getattr(flows[k], p), "ms")}</td>' for p in ("p50", "p95", "p99", "max"))
+        + "</tr>" for k in names)
+    table = ('<table id="flow-percentiles-table"><thead><tr><th>Flow</th><th class="num">Jobs</th>'
+             '<th class="num">p50</th><th class="num">p95</th><th class="num">p99</th><th class="num">max</th></tr>'
+             f'</thead><tbody>{rows}</tbody></table>')
+    return section("flow-percentiles", "Per-flow percentiles", note + chart + table,
+                   "Job latency (every attempt and the waits between them) per flow over the whole run.")
+
+
 def _worker_series(names: Iterable[str], values: dict[str, list[float | None]], xs: list[float]) -> list[Series]:
     return [Series(n, PALETTE[i % len(PALETTE)], list(zip(xs, values[n])))
             for i, n in enumerate(sorted(names, key=natural))]
@@ -155,4 +180,4 @@ def resource_section(ev: Evidence) -> str:
                    "Per window, for leak detection: a line that keeps rising is a leak.")
 
 
-__all__ = ["x_axis", "latency_section", "phase_section", "throughput_section", "resource_section"]
+__all__ = ["x_axis", "latency_section", "flow_section", "phase_section", "throughput_section", "resource_section"]

@@ -1,5 +1,12 @@
 """What the report shows, read once from the run directory: :class:`Evidence`.
 
+A soak's directory or a plain run's (``summary.json`` with ``"kind":
+"run"``): a run's summary is read into its own record
+(:class:`~engine.records.rundir.BatchRunSummary`, ``Evidence.run``) and
+shown through the soak summary's shape (:func:`soak_view`: no windows,
+the whole run as the aggregate), so every section that applies to a run
+reads it unchanged; ``Evidence.kind`` says which sections the page has.
+
 Every file is read through :mod:`engine.records.rundir`, leniently: a
 value that is missing, not a number or not finite is None and shown as
 "no data" (the fields are logged), a file that is missing is "not
@@ -20,7 +27,7 @@ from coordination.telemetry_context import STREAMS, stream_logger
 from engine.errors import ReportError, ReportInputError
 from engine.evidence.report.drilldown import build_drilldown, trace_hint
 from engine.records import rundir
-from engine.records.rundir import Alert, Drilldown, FailureRow, SoakSummary, Window
+from engine.records.rundir import Alert, BatchRunSummary, Drilldown, FailureRow, SoakSummary, Window
 
 log = stream_logger("operational", "engine.evidence.report")
 
@@ -49,6 +56,8 @@ class Evidence:
     drilldown: Drilldown | None
     streams: dict[str, bool]
     notes: list[str] = field(default_factory=list)
+    kind: str = "soak"                 # "soak" or "run" (rundir.RUN_KIND)
+    run: BatchRunSummary | None = None  # a plain run's own record (kind "run")
 
     def note(self, text: str) -> None:
         if len(self.notes) < MAX_NOTES:
@@ -105,14 +114,38 @@ def _logged(reading: rundir.Reading, ev: Evidence | None = None) -> None:
                                                                 "issues": values})
 
 
-def load_summary(run_dir: Path) -> SoakSummary:
-    """The run's summary as the report shows it (run id, window indices and SLO names filled in when missing)."""
-    reading = rundir.Reading(lenient=True)
+def soak_view(run: BatchRunSummary) -> SoakSummary:
+    """A plain run's summary in the soak summary's shape: no windows, the whole run as the aggregate."""
+    return SoakSummary(run_id=run.run_id, started_at=run.started_at, ended_at=run.ended_at, workers=run.workers,
+                       mode=run.mode, status=run.status, batch=run.batch, aggregate=run.aggregate,
+                       verdict=run.verdict, rollback_drill_recorded=False)
+
+
+def load_run_summary(run_dir: Path) -> BatchRunSummary | None:
+    """A plain run's own summary record, None for a soak's; :class:`ReportInputError` when there is none."""
     try:
-        s = rundir.read_summary(run_dir, reading)
+        if rundir.summary_kind(run_dir) != rundir.RUN_KIND:
+            return None
+        reading = rundir.Reading(lenient=True)
+        run = rundir.read_run_summary(run_dir, reading)
     except rundir.RunDirError as exc:
         raise ReportInputError(str(exc)) from exc
     _logged(reading)
+    return run
+
+
+def load_summary(run_dir: Path, run: BatchRunSummary | None = None) -> SoakSummary:
+    """The summary as the report shows it (run id, window indices and SLO names filled in when missing);
+    ``run``: a plain run's record, shown through :func:`soak_view`."""
+    reading = rundir.Reading(lenient=True)
+    if run is not None:
+        s = soak_view(run)
+    else:
+        try:
+            s = rundir.read_summary(run_dir, reading)
+        except rundir.RunDirError as exc:
+            raise ReportInputError(str(exc)) from exc
+        _logged(reading)
 
     def shown(w: Window, index: int | None) -> Window:
         slo = tuple(dataclasses.replace(r, metric=r.metric or "?", expr=r.expr or "") for r in w.slo or ())
@@ -159,20 +192,28 @@ def _slo_file(run_dir: Path, _reading: rundir.Reading) -> Any:
     return rundir.read_json(path) if path.is_file() else None
 
 
-def load_evidence(run_dir: str | os.PathLike[str], *, write_drilldown: bool = True) -> Evidence:
-    """Read the run's files (and write the drilldown file if it is missing and one can be built)."""
+def load_evidence(run_dir: str | os.PathLike[str], *, write_drilldown: bool = True,
+                  rebuild_drilldown: bool = False) -> Evidence:
+    """Read the run's files (and write the drilldown file if it is missing and one can be built).
+
+    ``rebuild_drilldown``: build it again even when the file exists (a resumed run's evidence: the first
+    execution's drilldown may not show the run's first failure).
+    """
     run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
+    run = load_run_summary(run_dir)
+    summary = load_summary(run_dir, run)
     ev = Evidence(run_dir, summary, None, None, None, None,
-                  {s: rundir.stream_path(run_dir, s).is_file() for s in STREAMS})
+                  {s: rundir.stream_path(run_dir, s).is_file() for s in STREAMS},
+                  kind=rundir.RUN_KIND if run is not None else "soak", run=run)
     ev.alerts = _optional(ev, rundir.ALERTS, _alerts, "; shown as not recorded")
     ev.failures = _optional(ev, rundir.FAILURE_MATRIX, _failures, "; shown as not recorded")
     ev.slo_file = _optional(ev, rundir.SLO_COPY, _slo_file, "")
-    if (run_dir / rundir.DRILLDOWN).is_file():
+    if (run_dir / rundir.DRILLDOWN).is_file() and not rebuild_drilldown:
         ev.drilldown = _optional(ev, rundir.DRILLDOWN, rundir.read_drilldown, "; left as it is")
         return ev
+    first = run.first_failure.correlation_id if run is not None and run.first_failure is not None else None
     try:
-        ev.drilldown = build_drilldown(run_dir, ev.failures)
+        ev.drilldown = build_drilldown(run_dir, ev.failures, first_failure=first)
     except OSError as exc:  # a stream file that exists but cannot be read
         ev.note(f"drilldown: cannot read the streams ({exc.strerror}: {exc.filename})")
     if ev.drilldown is not None and write_drilldown:
@@ -188,7 +229,7 @@ def load_evidence(run_dir: str | os.PathLike[str], *, write_drilldown: bool = Tr
     return ev
 
 
-__all__ = ["Evidence", "load_summary", "load_evidence", "rate", "rates", "stat", "slo_defs", "slo_unit",
+__all__ = ["Evidence", "load_summary", "load_run_summary", "soak_view", "load_evidence", "rate", "rates", "stat", "slo_defs", "slo_unit",
            "MAX_POINTS_PER_CHART",
            "MAX_FLOW_CHARTS", "MAX_PHASES", "MAX_WINDOW_ROWS", "MAX_ALERT_ROWS", "MAX_FAILURE_ROWS", "MAX_EXAMPLES",
            "MAX_DRILLDOWN_ROWS", "MAX_STRIP_CELLS", "MAX_NOTES"]

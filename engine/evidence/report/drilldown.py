@@ -41,8 +41,11 @@ def _attempts_in_streams(run_dir: Path) -> tuple[set[str], str | None]:
     return seen, first
 
 
-def build_drilldown(run_dir: Path, failures: Sequence[FailureRow] | None) -> Drilldown | None:
+def build_drilldown(run_dir: Path, failures: Sequence[FailureRow] | None, *,
+                    first_failure: str | None = None) -> Drilldown | None:
     """One correlation chain across the four streams: a failed attempt from the matrix, else the first attempt.
+
+    ``first_failure``: the run's first failed attempt (a plain run's summary names it), shown when the streams hold it.
 
     The failure rows are tried in the matrix's order (unresolved and most
     frequent first); an example is taken when the streams hold its attempt,
@@ -53,7 +56,9 @@ def build_drilldown(run_dir: Path, failures: Sequence[FailureRow] | None) -> Dri
     if first is None:
         return None
     chosen: tuple[str, str] | None = None
-    for row in failures or ():
+    if first_failure is not None and first_failure in seen:
+        chosen = (first_failure, "the run's first failed attempt")
+    for row in () if chosen else failures or ():
         for ex in row.examples:
             m = _ATTEMPT_ID.fullmatch(ex)
             if (m.group(1) if m else ex) in seen:

@@ -11,10 +11,12 @@ import functools
 import importlib.resources
 import string
 import time
+from pathlib import Path
 
 from engine.evidence.report import charts, tables
 from engine.evidence.report.data import Evidence, rate, rates
 from engine.evidence.report.fmt import NA, badge, duration, esc, num, pct, utc
+from engine.records import rundir
 
 
 @functools.cache
@@ -36,14 +38,17 @@ def header(ev: Evidence) -> str:
     status = s.status or "unknown"
     kind = {"completed": "ok", "halted": "bad", "aborted": "bad", "interrupted": "warn"}.get(status, "muted")
     actual = (s.ended_at - s.started_at) if s.started_at is not None and s.ended_at is not None else None
+    run = ev.kind == rundir.RUN_KIND
+    judged = "SLO verdict" if run else "readiness verdict"
     if s.verdict is None or s.verdict.go is None:
-        verdict = ('<div class="verdict none"><span class="big">not evaluated</span>'
-                   '<span>run <code>python -m engine readiness RUN_DIR</code></span></div>')
+        hint = "no SLO file: <code>run --slo FILE</code>" if run else \
+            "run <code>python -m engine readiness RUN_DIR</code>"
+        verdict = f'<div class="verdict none"><span class="big">not evaluated</span><span>{hint}</span></div>'
     elif s.verdict.go:
-        verdict = '<div class="verdict go" id="verdict"><span class="big">GO</span><span>readiness verdict</span></div>'
+        verdict = f'<div class="verdict go" id="verdict"><span class="big">GO</span><span>{judged}</span></div>'
     else:
-        verdict = ('<div class="verdict nogo" id="verdict"><span class="big">NO-GO</span>'
-                   '<span>readiness verdict</span></div>')
+        verdict = (f'<div class="verdict nogo" id="verdict"><span class="big">NO-GO</span>'
+                   f'<span>{judged}</span></div>')
     if actual is not None and s.target_duration_s:
         ratio = actual / s.target_duration_s
         bar_kind = "ok" if abs(ratio - 1) <= 0.05 else ("warn" if ratio > 1 else "bad")
@@ -57,12 +62,19 @@ def header(ev: Evidence) -> str:
         progress = f'<span>{duration(actual)} (no target recorded)</span>'
     halt = (f'<p class="callout bad"><b>Halted:</b> {esc(s.halt_reason, 1000)}</p>' if s.halt_reason else "")
     meta = [("Started", utc(s.started_at)), ("Ended", utc(s.ended_at)),
-            ("Mode", esc(s.mode or "—")), ("Workers", esc(s.workers if s.workers is not None else "—")),
-            ("Window", duration(s.window_s)), ("Windows", str(len(s.windows)))]
+            ("Mode", esc(s.mode or "—")), ("Workers", esc(s.workers if s.workers is not None else "—"))]
+    if run:
+        progress = f'<span>{duration(ev.run.elapsed_s if ev.run else actual)}</span>'
+        if ev.run is not None and ev.run.batch is not None:
+            meta.append(("Batch", esc(Path(ev.run.batch.path or "—").name, 80)))
+        if ev.run is not None and ev.run.resumed:
+            meta.append(("Resumed", "yes"))
+    else:
+        meta += [("Window", duration(s.window_s)), ("Windows", str(len(s.windows)))]
     if s.cycles is not None:
         meta.append(("Batch cycles", f"{s.cycles:,}"))
     meta_html = "".join(f'<div><dt>{k}</dt><dd>{v}</dd></div>' for k, v in meta)
-    return (f'<header id="run-header"><div class="head-main"><div class="eyebrow">Drover soak evidence</div>'
+    return (f'<header id="run-header"><div class="head-main"><div class="eyebrow">Drover {"run" if run else "soak"} evidence</div>'
             f'<h1><span class="run-id">{esc(s.run_id, 120)}</span> {badge(status, kind)}</h1>'
             f'<div class="duration">{progress}</div><dl class="meta">{meta_html}</dl>{halt}</div>{verdict}</header>')
 
@@ -91,7 +103,14 @@ def kpis(ev: Evidence) -> str:
         card("Slowest flow p95", num(p95, "ms", unit_class="unit"), esc(name[5:], 40))
     else:
         card("Slowest flow p95", NA)
-    if ev.alerts is None:
+    if ev.kind == rundir.RUN_KIND:
+        jobs = ev.run.jobs if ev.run is not None else None
+        if jobs is None:
+            card("Attempts", "—", "not recorded")
+        else:
+            card("Attempts", num(jobs.attempts), f"{num(jobs.retries)} retries · {num(jobs.pending)} pending",
+                 "warn" if jobs.pending else "")
+    elif ev.alerts is None:
         card("Alerts", "—", "not recorded")
     else:
         by = {sev: sum(1 for a in ev.alerts if a.severity == sev) for sev in ("critical", "warn", "info")}
@@ -102,9 +121,11 @@ def kpis(ev: Evidence) -> str:
     bad = any(v for _, v in safety)
     card("Safety", "clean" if not bad and all(v is not None for _, v in safety) else ("breach" if bad else "—"),
          " · ".join(f"{num(v)} {n}" for n, v in safety), "bad" if bad else "")
-    card("Worker restarts", num(agg.worker_restarts), f"idle {num(agg.idle_workers_s, 's')} · "
-                                                        f"queued {num(agg.queued)}",
-         "warn" if (agg.worker_restarts or 0) > 3 else "")
+    if ev.kind == rundir.RUN_KIND and ev.run is not None:
+        sub = f"{num(ev.run.lost_attempts)} lost attempts · {num(ev.run.reclaimed_slots)} reclaimed slots"
+    else:
+        sub = f"idle {num(agg.idle_workers_s, 's')} · queued {num(agg.queued)}"
+    card("Worker restarts", num(agg.worker_restarts), sub, "warn" if (agg.worker_restarts or 0) > 3 else "")
     return f'<div class="kpis" id="kpis">{"".join(cards)}</div>'
 
 
@@ -113,17 +134,29 @@ _NAV = (("readiness", "Verdict"), ("latency-over-time", "Latency"), ("phase-perc
         ("windows", "Windows"), ("alerts", "Alerts"), ("drilldown", "Drilldown"), ("files", "Files"))
 
 
+# A plain run's page: the soak's sections that apply to one batch (no windows, alerts or resources over time).
+_RUN_NAV = (("readiness", "Verdict"), ("flow-percentiles", "Flows"), ("phase-percentiles", "Phases"),
+            ("slo-status", "SLOs"), ("failures", "Failures"), ("drilldown", "Drilldown"), ("files", "Files"))
+
+
 def render_html(ev: Evidence) -> str:
     """The whole dashboard as one HTML document (no external resources of any kind)."""
-    nav = "<nav>" + "".join(f'<a href="#{i}">{t}</a>' for i, t in _NAV) + "</nav>"
-    body = [
-        header(ev), nav, kpis(ev), tables.verdict_section(ev), charts.latency_section(ev),
-        charts.phase_section(ev), charts.throughput_section(ev), tables.slo_section(ev), tables.failure_section(ev),
-        charts.resource_section(ev), tables.windows_section(ev), tables.alerts_section(ev),
-        tables.drilldown_section(ev), tables.files_section(ev),
-        f'<footer>generated {utc(time.time())} by <code>python -m engine report</code></footer>',
-    ]
-    return page_template().substitute(title=f"Soak {esc(ev.summary.run_id, 120)} — Drover evidence",
+    run = ev.kind == rundir.RUN_KIND
+    nav = "<nav>" + "".join(f'<a href="#{i}">{t}</a>' for i, t in (_RUN_NAV if run else _NAV)) + "</nav>"
+    footer = f'<footer>generated {utc(time.time())} by <code>python -m engine report</code></footer>'
+    if run:
+        body = [header(ev), nav, kpis(ev), tables.verdict_section(ev), charts.flow_section(ev),
+                charts.phase_section(ev), tables.slo_section(ev), tables.failure_section(ev),
+                tables.drilldown_section(ev), tables.files_section(ev), footer]
+    else:
+        body = [
+            header(ev), nav, kpis(ev), tables.verdict_section(ev), charts.latency_section(ev),
+            charts.phase_section(ev), charts.throughput_section(ev), tables.slo_section(ev),
+            tables.failure_section(ev), charts.resource_section(ev), tables.windows_section(ev),
+            tables.alerts_section(ev), tables.drilldown_section(ev), tables.files_section(ev), footer,
+        ]
+    what = "Run" if run else "Soak"
+    return page_template().substitute(title=f"{what} {esc(ev.summary.run_id, 120)} — Drover evidence",
                                       css=stylesheet(), body="\n".join(body))
 
 

@@ -16,7 +16,25 @@ from engine.records.rundir import Window
 from engine.records.streams import STANDARD_FIELDS
 
 
+def _run_verdict_section(ev: Evidence) -> str:
+    """A plain run's verdict: its SLO file's thresholds over the whole run (exit 4 when one fails)."""
+    v = ev.summary.verdict
+    if v is None:
+        return section("readiness", "SLO verdict", '<p class="empty">not evaluated: the run had no SLO file '
+                       '(<code>run --slo FILE</code>)</p>')
+    if v.reasons:
+        body = '<h3>Why no-go</h3><ul id="verdict-reasons">' + "".join(
+            f"<li>{esc(r, 1000)}</li>" for r in v.reasons) + "</ul>"
+    else:
+        body = '<p class="empty" id="verdict-reasons">every threshold held over the whole run</p>'
+    slo = ev.run.slo if ev.run is not None else None
+    body += f'<p class="note">SLO file: <code>{esc(slo or "—", 400)}</code></p>'
+    return section("readiness", "SLO verdict", body)
+
+
 def verdict_section(ev: Evidence) -> str:
+    if ev.kind == rundir.RUN_KIND:
+        return _run_verdict_section(ev)
     v = ev.summary.verdict
     if v is None:
         return section("readiness", "Readiness verdict",
@@ -61,6 +79,9 @@ def slo_section(ev: Evidence) -> str:
         return section("slo-status", "SLO status", body)
     agg = {(r.metric, r.expr): r for r in (s.aggregate.slo if s.aggregate else ())}
     per_window = [{(r.metric, r.expr): r for r in w.slo} for w in s.windows]
+    if ev.kind == rundir.RUN_KIND:
+        return section("slo-status", "SLO status", _run_slo_table(ev, defs),
+                       "Each budget evaluated over the whole run.")
     rows = []
     for metric, expr in defs:
         cells: list[bool | None] = []
@@ -107,6 +128,20 @@ def slo_section(ev: Evidence) -> str:
         slo_file = f'<p class="note">{rundir.SLO_COPY}: not recorded</p>'
     return section("slo-status", "SLO status", table + detail + slo_file,
                    "Each budget evaluated per window and over the whole run.")
+
+
+def _run_slo_table(ev: Evidence, defs: list[tuple[str, str]]) -> str:
+    agg = {(r.metric, r.expr): r for r in (ev.summary.aggregate.slo if ev.summary.aggregate else ())}
+    rows = []
+    for metric, expr in defs:
+        a = agg.get((metric, expr))
+        ok = None if a is None else a.ok
+        rows.append(f'<tr class="{"fail" if ok is not True else ""}"><td><code>{esc(metric)}</code></td>'
+                    f'<td><code>{esc(expr)}</code></td>'
+                    f'<td class="num">{num(a.value if a else None, slo_unit(metric), 4)}</td>'
+                    f'<td>{ok_badge(ok)}</td></tr>')
+    return (f'<table id="slo-status-table"><thead><tr><th>Metric</th><th>Budget</th><th class="num">Whole run</th>'
+            f'<th>Result</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 def failure_section(ev: Evidence) -> str:
@@ -263,9 +298,11 @@ def drilldown_section(ev: Evidence) -> str:
 
 
 def files_section(ev: Evidence) -> str:
-    files = [(rundir.SUMMARY, True), (rundir.ALERTS, ev.alerts is not None),
-             (rundir.FAILURE_MATRIX, ev.failures is not None), (rundir.SLO_COPY, ev.slo_file is not None),
-             (rundir.DRILLDOWN, (ev.run_dir / rundir.DRILLDOWN).is_file())]
+    files = [(rundir.SUMMARY, True)]
+    if ev.kind != rundir.RUN_KIND:  # a plain run raises no alerts: its SLO verdict is in the summary
+        files.append((rundir.ALERTS, ev.alerts is not None))
+    files += [(rundir.FAILURE_MATRIX, ev.failures is not None), (rundir.SLO_COPY, ev.slo_file is not None),
+              (rundir.DRILLDOWN, (ev.run_dir / rundir.DRILLDOWN).is_file())]
     files += [(rundir.stream_path(ev.run_dir, st).name, ev.streams[st]) for st in STREAMS]
     items = "".join(f'<li>{badge("present", "ok") if ok else badge("not recorded", "muted")} <code>{name}</code>'
                     f'</li>' for name, ok in files)

@@ -3,7 +3,8 @@
 ::
 
     <run_dir>/supervisor.lock       SUPERVISOR_LOCK  held while a supervisor (and its workers) run the batch
-    <run_dir>/summary.json          SUMMARY          SoakSummary: the run, its windows, the aggregate, the verdict
+    <run_dir>/summary.json          SUMMARY          SoakSummary (a soak's: the run, its windows, the aggregate, the
+                                                     verdict) or BatchRunSummary (a plain run's, ``"kind": "run"``)
     <run_dir>/summary.txt           SUMMARY_TEXT     a batch run's summary, as the terminal shows it
     <run_dir>/windows.jsonl         WINDOWS          one Window per line, appended as each window closes
     <run_dir>/failure_matrix.json   FAILURE_MATRIX   a list of FailureRow
@@ -44,7 +45,8 @@ Layout: this module names the files and reads and writes them;
 ``_fields`` holds the error, the reading modes and the value checkers,
 ``_records`` the per-window records (Window, SloResult, Alert,
 FailureRow), ``_summary`` the whole-run ones (SoakSummary and its parts,
-Verdict, Drilldown, Diagnostic).
+Verdict, Drilldown, Diagnostic), ``_run`` a plain run's summary
+(BatchRunSummary: :func:`summary_kind` tells the two apart).
 """
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ from engine.records.rundir._records import (Alert, FailureRow, JobCounts, Latenc
 from engine.records.rundir._summary import (AcceptedRisk, BatchInfo, CriterionRow, Diagnostic, Drilldown,
                                             JobAccounting, LastQuarter, RollbackDrill, SoakPhase, SoakSummary,
                                             SupervisorMemory, Throughputs, Verdict, json_default)
+from engine.records.rundir._run import RUN_KIND, BatchRunSummary, FirstFailure, RunJobs
 
 SUPERVISOR_LOCK = "supervisor.lock"
 SUMMARY = "summary.json"
@@ -140,6 +143,11 @@ def _dumps(doc: Any) -> bytes:
 
 
 def write_summary(run_dir: str | os.PathLike[str], summary: SoakSummary) -> Path:
+    return write_atomic(Path(run_dir) / SUMMARY, _dumps(summary.to_json()))
+
+
+def write_run_summary(run_dir: str | os.PathLike[str], summary: BatchRunSummary) -> Path:
+    """A plain run's ``summary.json`` (``OSError`` when it cannot be written)."""
     return write_atomic(Path(run_dir) / SUMMARY, _dumps(summary.to_json()))
 
 
@@ -259,23 +267,43 @@ def read_summary_file(path: str | os.PathLike[str], reading: Reading | None = No
     return SoakSummary.from_json(read_json(path, _WHAT[SUMMARY]), file=str(path), reading=reading)
 
 
-def _summary_document(run_dir: Path) -> dict[str, Any]:
+_NO_SUMMARY = {"soak": "give the run directory of a soak (it is written when the soak ends, or halts)",
+               "any": "give the run directory of a run or a soak (a run writes it when it ends, a soak when it ends "
+                      "or halts; a killed run gets it from run --resume)"}
+
+
+def _summary_document(run_dir: Path, wanted: str = "soak") -> dict[str, Any]:
     if not run_dir.is_dir():
         raise RunDirError(str(run_dir), "", "no such directory")
     path = run_dir / SUMMARY
     if not path.is_file():
-        raise RunDirError(str(run_dir), "", f"no {SUMMARY} here; give the run directory of a soak "
-                                            "(it is written when the soak ends, or halts)")
+        raise RunDirError(str(run_dir), "", f"no {SUMMARY} here; {_NO_SUMMARY[wanted]}")
     raw = read_json(path)
     if not isinstance(raw, dict):
         raise RunDirError(str(path), "", f"expected a JSON object, found {type(raw).__name__}")
+    if wanted == "soak" and raw.get("kind") == RUN_KIND:
+        raise RunDirError(str(path), "kind", "this is a batch run's summary, not a soak's (readiness judges soaks; "
+                                             "python -m engine report RUN_DIR renders a run's evidence)")
     return raw
 
 
+def summary_kind(run_dir: str | os.PathLike[str]) -> str:
+    """``"run"`` or ``"soak"``: whose ``summary.json`` this directory holds (:class:`RunDirError` when none)."""
+    return RUN_KIND if _summary_document(Path(run_dir), "any").get("kind") == RUN_KIND else "soak"
+
+
 def read_summary(run_dir: str | os.PathLike[str], reading: Reading | None = None) -> SoakSummary:
-    """``summary.json``; :class:`RunDirError` when the directory or the file is missing or unreadable."""
+    """A soak's ``summary.json``; :class:`RunDirError` when the directory or the file is missing or unreadable,
+    or when it is a plain run's (:func:`read_run_summary`)."""
     run_dir = Path(run_dir)
     return SoakSummary.from_json(_summary_document(run_dir), file=str(run_dir / SUMMARY), reading=reading)
+
+
+def read_run_summary(run_dir: str | os.PathLike[str], reading: Reading | None = None) -> BatchRunSummary:
+    """A plain run's ``summary.json`` (``kind`` "run"); :class:`RunDirError` as :func:`read_summary`."""
+    run_dir = Path(run_dir)
+    return BatchRunSummary.from_json(_summary_document(run_dir, "any"), file=str(run_dir / SUMMARY),
+                                     reading=reading)
 
 
 def replace_verdict(run_dir: str | os.PathLike[str], make: Callable[[Verdict | None], Verdict]) -> Verdict:
@@ -362,7 +390,8 @@ __all__ = ["SUPERVISOR_LOCK", "SUMMARY", "SUMMARY_TEXT", "WINDOWS", "FAILURE_MAT
            "RunDirError", "Issue", "Reading", "as_number", "as_count", "JobCounts", "LatencyStats",
            "WorkerResources", "SloResult", "Window", "Alert", "FailureRow", "CriterionRow", "AcceptedRisk", "Verdict",
            "BatchInfo", "Throughputs", "JobAccounting", "LastQuarter", "SupervisorMemory", "SoakPhase",
-           "RollbackDrill", "SoakSummary", "Drilldown", "Diagnostic", "write_atomic", "write_summary",
+           "RollbackDrill", "SoakSummary", "Drilldown", "Diagnostic", "RUN_KIND", "RunJobs", "FirstFailure",
+           "BatchRunSummary", "write_run_summary", "read_run_summary", "summary_kind", "write_atomic", "write_summary",
            "write_failure_matrix", "write_drilldown", "write_report", "write_summary_text", "write_slo_copy",
            "write_diagnostic", "append_window", "JsonlFile", "alerts_file", "read_json", "read_summary",
            "read_summary_file", "replace_verdict", "read_windows", "read_alerts", "read_failure_matrix",
