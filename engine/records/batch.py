@@ -171,6 +171,13 @@ def _check_line(raw: object, number: int, where: str) -> tuple[dict[str, Any] | 
         problems.append(f'{where}: "id" must be a non-empty string')
     elif len(job_id) > 200 or "/" in job_id or "@" in job_id:
         problems.append(f'{where}: "id" must be at most 200 characters with no "/" or "@"')
+    elif "\0" in job_id:
+        pass  # named once, by _nul_problems
+    elif job_id in (".", "..") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in job_id):
+        # an id names the job's artifacts folder (artifacts/ID/) and a line in every log and export:
+        # "." or ".." would put its files outside it, a control character would split a log line or CSV row
+        problems.append(f'{where}: "id" must not be "." or ".." nor contain control characters, '
+                        f'got {job_id!r}')  # repr: the message itself carries no control character
     if not isinstance(raw.get("flow"), str) or not raw.get("flow"):
         problems.append(f'{where}: "flow" must be a path or "legacy:NAME"')
     cred = raw.get("credential")

@@ -156,7 +156,8 @@ def _check_batch(batch: Batch, source: str, lines: int, skip: bool) -> None:
     legacy_names = set(REGISTRY.names())
     for j in batch.jobs:
         assert 1 <= j.line <= lines
-        assert j.id.strip() and "\0" not in j.id and "/" not in j.id and "@" not in j.id
+        assert j.id.strip() and "\0" not in j.id and "/" not in j.id and "@" not in j.id and j.id not in (".", "..")
+        assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in j.id)
         assert j.credential is None or ("\0" not in j.credential and j.credential.count("/") == 1)
         assert "\0" not in j.flow_key
         if j.legacy is not None:
