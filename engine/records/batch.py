@@ -19,7 +19,7 @@ a writer appears (a run that hangs before it starts) and a device never
 ends.  The type and size are checked with ``stat`` before opening and
 again with ``fstat`` on the opened descriptor, which is opened
 non-blocking so that a file swapped for a FIFO in between cannot block
-it.  A flow file a line names gets the same refusal from
+it (:mod:`coordination.inputfiles`, shared with flows and SLO files).  A flow file a line names gets the same refusal from
 :func:`navigation.flow.load_flow`.
 
 Every batch field that becomes a path — ``flow`` (a file), ``id`` (the
@@ -33,13 +33,13 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
 
 import orjson
 
+from coordination.inputfiles import InputFileProblem, open_regular
 from engine.errors import BatchInputError
 from navigation.errors import FlowError
 from navigation.flow import Flow, load_flow, nesting_depth
@@ -52,10 +52,6 @@ KNOWN_FIELDS = frozenset({"id", "flow", "credential", "vars", "retries", "timeou
 DEFAULT_RETRIES = 1
 DEFAULT_TIMEOUT_S = 120.0
 MAX_LINE_DEPTH = 32  # a job line nests 2 deep ({"vars": {...}}); anything near this limit is not a job
-
-_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                (stat.S_ISSOCK, "a socket"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,44 +107,13 @@ def _shown(text: str) -> str:
     return text.replace("\0", "\\0")
 
 
-def _kind(mode: int) -> str | None:
-    """What a non-regular file is (``"a FIFO (named pipe)"``...), or ``None`` for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    return next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
-
-
-def _refuse_unreadable(source: str, info: os.stat_result) -> None:
-    """Refuse what must not be read as a batch: anything but a regular file, or one over the size limit."""
-    kind = _kind(info.st_mode)
-    if kind is not None:
-        raise BatchInputError(f"{source}: is {kind}, not a batch file (a batch must be a regular file)")
-    if info.st_size > MAX_BATCH_BYTES:
-        raise BatchInputError(f"{source}: {info.st_size / 1e6:.1f} MB is larger than the "
-                              f"{MAX_BATCH_BYTES // 2**20} MiB limit")
-
-
 def _open_batch(path: Path, source: str) -> BinaryIO:
     """The batch file opened for reading: checked before it is opened and again once it is, never blocking."""
     try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise BatchInputError(f"{source}: no such batch file") from None
-    except ValueError as exc:  # an embedded NUL, or a name the file system encoding cannot hold
-        raise BatchInputError(f"{source}: is not a usable file name ({exc})") from None
-    except OSError as exc:
-        raise BatchInputError(f"{source}: cannot read: {exc.strerror}") from exc
-    _refuse_unreadable(source, info)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # O_NONBLOCK: a FIFO swapped in cannot block
-    except OSError as exc:
-        raise BatchInputError(f"{source}: cannot open: {exc.strerror}") from exc
-    try:
-        _refuse_unreadable(source, os.fstat(fd))  # what was opened, not what the name pointed to a moment ago
-    except BaseException:
-        os.close(fd)
-        raise
-    return os.fdopen(fd, "rb")
+        return open_regular(path, "a batch file", MAX_BATCH_BYTES)
+    except InputFileProblem as problem:
+        reason = "no such batch file" if problem.kind == "missing" else problem.reason
+        raise BatchInputError(f"{source}: {reason}") from None
 
 
 def _nul_problems(raw: Mapping[str, Any], where: str) -> list[str]:

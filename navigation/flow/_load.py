@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Collection
 from itertools import accumulate
 from pathlib import Path
 
 import orjson
 
+from coordination.inputfiles import InputFileProblem, read_regular
 from navigation.errors import FlowFileError
 from navigation.flow._parse import MAX_DEPTH, parse_flow
 from navigation.flow.records import Flow
@@ -32,36 +32,11 @@ _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1_048_576:.1f} MB"
-
-
 def _read_bounded(path: Path, source: str, max_bytes: int) -> bytes:
     try:
-        info = os.stat(path)
-    except FileNotFoundError as exc:
-        raise FlowFileError(f"{source}: no such file") from exc
-    except PermissionError as exc:
-        raise FlowFileError(f"{source}: cannot be read (permission denied)") from exc
-    except OSError as exc:
-        raise FlowFileError(f"{source}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
-    if stat.S_ISDIR(info.st_mode):
-        raise FlowFileError(f"{source}: is a directory, not a flow file")
-    if not stat.S_ISREG(info.st_mode):
-        raise FlowFileError(f"{source}: is not a regular file")
-    if info.st_size > max_bytes:
-        raise FlowFileError(f"{source}: is {_megabytes(info.st_size)}, over the "
-                            f"{_megabytes(max_bytes)} limit for a flow file")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)
-    except PermissionError as exc:
-        raise FlowFileError(f"{source}: cannot be read (permission denied)") from exc
-    except OSError as exc:
-        raise FlowFileError(f"{source}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
-    if len(data) > max_bytes:
-        raise FlowFileError(f"{source}: grew past the {_megabytes(max_bytes)} limit for a flow file while being read")
-    return data
+        return read_regular(path, "a flow file", max_bytes)
+    except InputFileProblem as problem:
+        raise FlowFileError(f"{source}: {problem.reason}") from None
 
 
 def _line_column(data: bytes, offset: int) -> tuple[int, int]:

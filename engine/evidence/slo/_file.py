@@ -9,12 +9,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from coordination.inputfiles import InputFileProblem, read_regular
 from engine.errors import ConfigError
 from engine.evidence.criteria import CATEGORIES, CRITERION_NAMES, LIMIT_KEYS, ReadinessLimits
 from engine.evidence.slo._evaluate import DEFAULT_WINDOW_S, SLOSpec, Threshold, Waiver
 from engine.evidence.slo._expressions import SCALAR_METRICS, check_metric, format_number, metric_kind, parse_duration, \
     parse_text
 
+MAX_SLO_BYTES = 1_048_576
+"""An SLO file is a few hundred bytes; a megabyte is certainly not one."""
 _TOP_LEVEL_KEYS = ("window", "thresholds", "waivers", "readiness", "alerts", "description")
 _THRESHOLD_KEYS = ("threshold", "abortOnFail")
 
@@ -29,9 +32,9 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _read_text(path: Path) -> str:
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read SLO file: {exc.strerror}") from exc
+        raw = read_regular(path, "an SLO file", MAX_SLO_BYTES)
+    except InputFileProblem as problem:
+        raise ConfigError(f"{path}: cannot read SLO file: {problem.reason}") from None
     if not raw.strip():
         raise ConfigError(f"{path}: the SLO file is empty")
     try:

@@ -6,6 +6,8 @@ import math
 import operator
 from pathlib import Path
 
+import os
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -134,9 +136,22 @@ def test_bad_files_are_refused_with_the_file_the_place_and_the_expression(tmp_pa
     assert str(path) in str(info.value) and type(info.value).category == "input"
 
 
+@pytest.mark.timeout(30)
 def test_unreadable_files_name_the_problem(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read SLO file"):
+    with pytest.raises(ConfigError, match="missing.json: cannot read SLO file: no such file"):
         load_slo(tmp_path / "missing.json")
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"cannot read SLO file: is a FIFO \(named pipe\), not an SLO file"):
+        load_slo(fifo)  # would block until a writer came, if it were opened
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(ConfigError, match="is a directory, not an SLO file"):
+        load_slo(tmp_path / "folder.json")
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as fh:
+        fh.truncate(2 * 1_048_576)
+    with pytest.raises(ConfigError, match="is 2.0 MB, over the 1.0 MB limit for an SLO file"):
+        load_slo(huge)
     with pytest.raises(ConfigError, match="the SLO file is empty"):
         load_slo(write(tmp_path, "  \n"))
     with pytest.raises(ConfigError, match=r"line 2 column 2: not valid JSON"):

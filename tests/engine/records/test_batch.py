@@ -259,7 +259,7 @@ def test_a_nul_byte_in_the_batch_path_is_a_batch_input_error_naming_it(flows):
 def test_a_fifo_batch_is_refused_without_opening_it(flows):
     fifo = flows / "batch.fifo"
     os.mkfifo(fifo)
-    assert error_of(fifo) == f"{fifo}: is a FIFO (named pipe), not a batch file (a batch must be a regular file)"
+    assert error_of(fifo) == f"{fifo}: is a FIFO (named pipe), not a batch file (it must be a regular file)"
     link = flows / "link.jsonl"
     link.symlink_to(fifo)  # the name looks like a batch; what it points to decides
     assert "is a FIFO (named pipe)" in error_of(link)
@@ -267,7 +267,7 @@ def test_a_fifo_batch_is_refused_without_opening_it(flows):
 
 def test_a_device_is_refused_as_a_batch(flows):
     assert error_of(Path("/dev/null")) == ("/dev/null: is a character device, not a batch file "
-                                           "(a batch must be a regular file)")
+                                           "(it must be a regular file)")
 
 
 @pytest.mark.timeout(30)
@@ -295,7 +295,7 @@ def test_a_fifo_named_as_a_flow_is_an_invalid_flow_on_that_line(flows):
     path = write(flows / "b.jsonl", [job(1), job(2, flow="pipe.json")])
     msg = error_of(path)
     assert f"{path}:2: flow pipe.json is invalid and the job names no fallback" in msg
-    assert "is not a regular file" in msg
+    assert "is a FIFO (named pipe), not a flow file (it must be a regular file)" in msg
     batch = load(path, skip=True)
     assert [j.id for j in batch.jobs] == ["j1"]
 
@@ -331,7 +331,7 @@ def test_a_batch_over_the_size_limit_is_refused_before_it_is_read(flows):
     with path.open("wb") as fh:
         fh.truncate(MAX_BATCH_BYTES + 1)  # sparse: costs no disk
     msg = error_of(path)
-    assert "larger than the 64 MiB limit" in msg
+    assert "is 64.0 MB, over the 64.0 MB limit for a batch file" in msg
 
 
 def test_a_line_over_the_line_limit_is_refused_with_its_number(flows):
