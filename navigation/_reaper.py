@@ -29,6 +29,25 @@ fit 108 bytes); otherwise, and with a persistent profile, it is a separate
 ``drover-tmp-XXXXXXXX`` in ``$TMPDIR`` — or in ``/tmp`` when ``$TMPDIR``
 itself is too long for the socket (Chromium would abort at start).
 
+Why the owner says ``stop`` instead of just closing the pipe: the two ends
+of the pipe must mean different things.  An orderly close (``stop``) gets
+SIGTERM and up to ``TERM_GRACE`` seconds, because Chromium flushes a
+persistent credential profile (cookies, local storage) on SIGTERM.  The
+owner's death (EOF with no ``stop`` before it: a SIGKILLed worker, or one
+killed by its PDEATHSIG when the supervisor died) gets SIGKILL for the
+whole group at once: nobody is left to use the profile, and a browser that
+outlives its owner by the grace period is an orphan the fault campaign
+counts (``workers_die_with_supervisor``).  The owner keeps the pipe open
+until the reaper has exited, so an owner killed *during* an orderly close
+still cuts the grace short.  Alternatives considered: comparing
+``getppid()`` on EOF races with the kernel, which closes the dead owner's
+files before it reparents its children (EOF can arrive while the old
+parent pid is still reported), so it would need a wait on every close; a
+signal from the owner needs the owner alive and adds a second channel.
+The one line is written with ``os.write`` (atomic below ``PIPE_BUF``); a
+reaper that has already exited (Chromium crashed) makes that write fail
+with ``BrokenPipeError``, which the launcher treats as "already done".
+
 Protocol (stdlib only, started as a script so it needs no installed package):
 
     python _reaper.py --temp-profile PREFIX | --profile DIR  -- CHROMIUM ARGS...
@@ -37,8 +56,9 @@ The reaper adds ``--user-data-dir=`` to Chromium's arguments.  stdout
 receives ``dirs {"profile": ..., "tmp": ...}`` (JSON) once the directories
 exist, ``pid <chromium pid>`` once Chromium is started (or ``error
 <reason>`` when it cannot be), and a last line ``exit <code>`` when it is
-gone.  Chromium's stderr goes to the reaper's stderr (the launcher points
-that at a log file or /dev/null).
+gone.  stdin carries one line, ``stop``, for an orderly shutdown; EOF
+without it means the owner died.  Chromium's stderr goes to the reaper's
+stderr (the launcher points that at a log file or /dev/null).
 
 Test hook: ``DROVER_TEST_PAUSE_AT=reaper-dirs:FILE`` makes the reaper write
 the profile path to ``FILE`` once its directories exist and wait there (at
@@ -69,6 +89,9 @@ PAUSE_LIMIT = 30.0
 # bytes with the NUL.
 _SOCKET_SUFFIX = "/org.chromium.Chromium.XXXXXX/SingletonSocket"
 _MAX_SOCKET_PATH = 107
+STOP_LINE = b"stop\n"  # the owner's orderly-shutdown request (navigation.launcher writes it)
+STOP = "stop"
+DIED = "died"
 USAGE = "usage: _reaper.py --temp-profile PREFIX | --profile DIR -- CHROMIUM ARGS...\n"
 
 
@@ -141,22 +164,33 @@ def _say(line: str) -> bool:
     return True
 
 
-def _owner_gone(stdin_fd: int, timeout: float) -> bool:
-    """True when stdin reaches EOF within ``timeout`` seconds (the owner died or asked us to stop)."""
+def _owner_event(stdin_fd: int, timeout: float | None) -> str | None:
+    """What the owner said within ``timeout`` seconds: ``STOP`` (orderly shutdown), ``DIED`` (EOF with no
+    ``stop``: the owner is dead) or None (nothing, or bytes that are not ``stop``)."""
     ready, _, _ = select.select([stdin_fd], [], [], timeout)
-    return bool(ready) and not os.read(stdin_fd, 4096)
+    if not ready:
+        return None
+    data = os.read(stdin_fd, 4096)
+    if not data:
+        return DIED
+    return STOP if STOP_LINE in data else None
 
 
-def _pause_for_tests(point: str, profile: str, stdin_fd: int) -> None:
-    """The ``DROVER_TEST_PAUSE_AT`` hook (see the module docstring); a no-op unless it names ``point``."""
+def _pause_for_tests(point: str, profile: str, stdin_fd: int) -> str | None:
+    """The ``DROVER_TEST_PAUSE_AT`` hook (see the module docstring); a no-op unless it names ``point``.
+    What the owner said while we waited (its death, or ``stop``), else None."""
     spec = os.environ.get(PAUSE_ENV, "")
     name, _, marker = spec.partition(":")
     if name != point or not marker:
-        return
+        return None
     with open(marker + ".part", "w", encoding="utf-8") as fh:
         fh.write(profile)
     os.replace(marker + ".part", marker)  # the test never reads a half-written path
-    _owner_gone(stdin_fd, PAUSE_LIMIT)
+    deadline = time.monotonic() + PAUSE_LIMIT
+    event = None
+    while event is None and (left := deadline - time.monotonic()) > 0:
+        event = _owner_event(stdin_fd, left)
+    return event
 
 
 def _parse(argv: list[str]) -> tuple[str, str, list[str]] | None:
@@ -191,9 +225,9 @@ def main(argv: list[str]) -> int:
             owned.append(chromium_tmp)
         if not _say("dirs " + json.dumps({"profile": profile, "tmp": chromium_tmp})):
             return 0
-        _pause_for_tests("reaper-dirs", profile, stdin_fd)
-        if _owner_gone(stdin_fd, 0):
-            return 0  # the owner died before the browser started: nothing to start
+        said = _pause_for_tests("reaper-dirs", profile, stdin_fd)
+        if said is not None or _owner_event(stdin_fd, 0) is not None:
+            return 0  # the owner died or said stop before the browser started: nothing to start
         code = _run_browser([cmd[0], f"--user-data-dir={profile}", *cmd[1:]], chromium_tmp, stdin_fd)
     finally:
         for path in owned:
@@ -216,19 +250,20 @@ def _run_browser(cmd: list[str], chromium_tmp: str, stdin_fd: int) -> int:
     _say(f"pid {proc.pid}")
     pidfd = os.pidfd_open(proc.pid)
     try:
-        while True:
+        event = None
+        while event is None:
             ready, _, _ = select.select([stdin_fd, pidfd], [], [])
             if pidfd in ready:
                 break  # Chromium exited (crash or Browser.close)
-            if stdin_fd in ready and not os.read(stdin_fd, 4096):
-                break  # EOF: owner gone or shutdown requested
+            event = _owner_event(stdin_fd, 0)
         if proc.poll() is None:
-            _signal_group(pgid, signal.SIGTERM)
-            try:
-                proc.wait(TERM_GRACE)
-            except subprocess.TimeoutExpired:
-                _signal_group(pgid, signal.SIGKILL)
-                proc.wait()
+            if event == DIED:
+                _signal_group(pgid, signal.SIGKILL)  # nobody left to flush a profile for: no grace
+            else:
+                _signal_group(pgid, signal.SIGTERM)
+                if not _graceful_exit(proc, pidfd, stdin_fd):
+                    _signal_group(pgid, signal.SIGKILL)
+            proc.wait()
         # Renderers and helpers may outlive the browser process for a moment.
         if not _wait_group_gone(pgid, 0.5):
             _signal_group(pgid, signal.SIGKILL)
@@ -236,6 +271,19 @@ def _run_browser(cmd: list[str], chromium_tmp: str, stdin_fd: int) -> int:
     finally:
         os.close(pidfd)
     return proc.returncode if proc.returncode is not None else -1
+
+
+def _graceful_exit(proc: subprocess.Popen, pidfd: int, stdin_fd: int) -> bool:
+    """Wait up to ``TERM_GRACE`` s for Chromium to exit after SIGTERM; False when it did not, or when the owner
+    died meanwhile (EOF on stdin: the owner keeps it open through an orderly close)."""
+    deadline = time.monotonic() + TERM_GRACE
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([pidfd, stdin_fd], [], [], left)
+        if pidfd in ready:
+            return True
+        if stdin_fd in ready and _owner_event(stdin_fd, 0) == DIED:
+            return False
+    return proc.poll() is not None
 
 
 def _report_rmtree_error(func: object, path: str, exc_info: object) -> None:

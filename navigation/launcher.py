@@ -4,7 +4,11 @@ Why the detour through :mod:`navigation._reaper`: a launcher that only
 cleans up in ``close()`` or ``atexit`` leaks a browser and its profile
 whenever its process is SIGKILLed — which a supervisor does to hung
 workers.  The reaper watches a pipe from us and tears the browser tree
-down the moment we are gone (see its docstring).
+down the moment we are gone (see its docstring).  :meth:`BrowserProcess.close`
+writes ``stop`` into that pipe first and closes it only after the reaper
+exited, so the reaper can tell an orderly close (SIGTERM, a grace period
+in which Chromium flushes a persistent profile) from our death (SIGKILL
+of the whole browser group at once).
 
 The reaper also creates the directories a browser needs — the temporary
 profile and a private ``$TMPDIR`` for Chromium's own temporary folders —
@@ -35,7 +39,7 @@ from pathlib import Path
 import orjson
 import psutil
 
-from navigation._reaper import PAUSE_ENV, PAUSE_LIMIT, TMP_PREFIX
+from navigation._reaper import PAUSE_ENV, PAUSE_LIMIT, STOP_LINE, TMP_PREFIX
 from navigation.errors import BrowserLaunchError, ChromiumNotFound
 
 log = logging.getLogger(__name__)
@@ -153,7 +157,7 @@ class BrowserProcess:
         """Shut the whole tree down and remove a temporary profile; idempotent."""
         reaper = self._reaper
         if reaper.stdin is not None and not reaper.stdin.closed:
-            reaper.stdin.close()
+            _ask_to_stop(reaper)
         try:
             reaper.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -167,8 +171,22 @@ class BrowserProcess:
                 log.debug("browser group already gone", extra={"pid": self.pid})
             for path in {self.tmp_dir, self.user_data_dir if self.temporary else ""} - {""}:
                 shutil.rmtree(path, ignore_errors=True)  # the reaper could not: best effort, logged above
+        if reaper.stdin is not None:
+            reaper.stdin.close()  # only now: EOF before the reaper is done would read as our death (no grace)
         if reaper.stdout is not None:
             reaper.stdout.close()
+
+
+def _ask_to_stop(reaper: subprocess.Popen) -> None:
+    """Tell the reaper this is an orderly shutdown (``stop``: SIGTERM and grace; see ``navigation._reaper``).
+
+    Written with ``os.write``, not the buffered file, so nothing is left in a buffer for ``close()`` to flush
+    into a pipe whose reader is gone."""
+    assert reaper.stdin is not None
+    try:
+        os.write(reaper.stdin.fileno(), STOP_LINE)
+    except BrokenPipeError:
+        log.debug("browser reaper already gone (the browser exited on its own)", extra={"reaper_pid": reaper.pid})
 
 
 def launch(settings: LaunchSettings | None = None) -> BrowserProcess:

@@ -221,3 +221,114 @@ def test_a_tmpdir_too_long_for_chromiums_socket_still_launches_and_leaves_nothin
     finally:
         proc.close()
     assert _wait(lambda: not _leftovers(tmpdir) and not os.path.exists(proc.tmp_dir), 5)
+
+
+# -- the owner's death vs an orderly close: SIGKILL at once vs SIGTERM with grace -----------------------
+
+_FAKE_BROWSER = """#!{python}
+# Stands in for Chromium: announces a DevTools port, starts a helper in its group, and on SIGTERM records
+# that it got one (the graceful path) before exiting.
+import os, signal, sys, time
+profile = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--user-data-dir="))
+def term(_sig, _frame):
+    with open(os.environ["FAKE_BROWSER_MARK"], "a") as fh:
+        fh.write("term\\n")
+    os._exit(0)
+signal.signal(signal.SIGTERM, term)
+if os.fork() == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    time.sleep(60)
+    os._exit(0)
+with open(os.path.join(profile, "DevToolsActivePort.part"), "w") as fh:
+    fh.write("1\\n/devtools/browser/fake\\n")
+os.replace(os.path.join(profile, "DevToolsActivePort.part"), os.path.join(profile, "DevToolsActivePort"))
+time.sleep(60)
+"""
+
+_FAKE_OWNER = """
+import sys, time
+from navigation.launcher import LaunchSettings, launch
+b = launch(LaunchSettings(binary=sys.argv[1], user_data_dir=sys.argv[2] if len(sys.argv) > 2 else None))
+sys.stdout.write(f"{b.pid} {b.reaper_pid}\\n"); sys.stdout.flush()
+time.sleep(60)
+"""
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    found = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.info["pid"]) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(proc.info["pid"])
+        except ProcessLookupError:
+            continue  # exited while we listed: not a member any more
+    return found
+
+
+@pytest.fixture()
+def fake_browser(tmp_path, monkeypatch):
+    script = tmp_path / "fake-chromium"
+    script.write_text(_FAKE_BROWSER.format(python=sys.executable))
+    script.chmod(0o755)
+    mark = tmp_path / "got-sigterm"
+    monkeypatch.setenv("FAKE_BROWSER_MARK", str(mark))
+    return script, mark
+
+
+def _killed_owner_teardown(args: list[str]) -> tuple[int, float]:
+    """Start an owner that launches a browser, SIGKILL it; (browser pgid, seconds until the group was empty)."""
+    owner = subprocess.Popen([sys.executable, "-c", _FAKE_OWNER if args[0] != "chromium" else _OWNER, *args[1:]],
+                             stdout=subprocess.PIPE, text=True, cwd=_ROOT)
+    try:
+        pgid = int(owner.stdout.readline().split()[0])
+        assert len(_group_members(pgid)) > 1, "the browser group should have a helper (so the check can fail)"
+        os.kill(owner.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        owner.wait(5)
+        assert _wait(lambda: not _group_members(pgid), 1.5), f"browser group {pgid} outlived its owner by 1.5 s"
+        return pgid, time.monotonic() - killed
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(5)
+        owner.stdout.close()
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["temporary", "persistent"])
+def test_owner_death_kills_the_browser_group_at_once_without_sigterm(tmp_path, fake_browser, persistent):
+    """A SIGKILLed owner: the reaper SIGKILLs the group (no SIGTERM grace, which let browsers outlive a dead
+    supervisor's workers by ~3 s)."""
+    script, mark = fake_browser
+    _killed_owner_teardown(["fake", str(script), *([str(tmp_path / "profile")] if persistent else [])])
+    assert not mark.exists(), "the browser got SIGTERM (the graceful path) although its owner died"
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["temporary", "persistent"])
+def test_orderly_close_keeps_the_sigterm_grace(tmp_path, fake_browser, persistent):
+    """close() says ``stop``: SIGTERM first, so Chromium can flush a persistent credential profile."""
+    script, mark = fake_browser
+    proc = launch(LaunchSettings(binary=str(script), user_data_dir=str(tmp_path / "p") if persistent else None))
+    members = _group_members(proc.pid)
+    assert len(members) > 1
+    proc.close()
+    assert mark.read_text() == "term\n"
+    assert _wait(lambda: not _group_members(proc.pid), 5)
+    proc.close()  # idempotent: the pipe is closed, nothing is written twice
+
+
+def test_close_after_the_browser_crashed_and_the_reaper_exited_does_not_raise():
+    """The reaper exits on its own when Chromium dies; ``stop`` then meets a closed pipe (BrokenPipeError)."""
+    proc = launch()
+    proc.kill()
+    reaper = psutil.Process(proc.reaper_pid)
+    assert _wait(lambda: reaper.status() == psutil.STATUS_ZOMBIE, 10), "the reaper did not exit after the crash"
+    proc.close()
+    assert not os.path.exists(proc.user_data_dir)
+
+
+def test_owner_death_kills_real_chromium_group_well_under_the_grace():
+    _pgid, seconds = _killed_owner_teardown(["chromium"])
+    assert seconds < 1.5

@@ -6,8 +6,10 @@ summary under ``verdict`` and rebuilds the report.  Waivers and limits
 come from the SLO file (the soak's copy, or ``--slo``).
 
 Exit codes: 0 go, 4 no-go, 2 invalid input (no such directory, no
-summary, an unreadable baseline or SLO file, a baseline that cannot be
-saved), 3 the verdict could not be written.
+summary, an unreadable baseline, SLO or ``--faults`` file, a baseline that
+cannot be saved), 3 the verdict could not be written.  ``--faults FILE``
+adds the ``faults_survived`` criterion, judged from a fault campaign's
+report (``python -m bench faults --json``).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from engine.cli.console import Console
 from engine.errors import ConfigError
 from engine.cli.exit_codes import EXIT_INPUT, EXIT_INTERNAL, EXIT_NO_GO, EXIT_OK
 from engine.evidence.readiness import (ReadinessError, ReadinessInputError, Verdict, baseline_of, evaluate,
-                                       load_baseline, load_run, save_baseline, write_verdict)
+                                       load_baseline, load_faults, load_run, save_baseline, write_verdict)
 from engine.evidence.report import ReportError, build_evidence
 from engine.records import rundir
 
@@ -43,6 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"an earlier soak's run directory or {rundir.SUMMARY}, or a file from --save-baseline")
     p.add_argument("--slo", metavar="FILE", default=None,
                    help=f"SLO file with waivers and readiness limits (default: the soak's {rundir.SLO_COPY})")
+    p.add_argument("--faults", metavar="FILE", action="append", default=None,
+                   help="a fault campaign's report (python -m bench faults BATCH --json FILE); adds the "
+                        "faults_survived criterion: 0 violations and >= 1 trial of each of worker, browser, "
+                        "supervisor, sigterm (repeat it to add up campaigns)")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON instead of a table")
     p.add_argument("--save-baseline", metavar="FILE", default=None,
                    help="also save this run's throughput as a baseline for later runs (completed runs only)")
@@ -76,10 +82,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
         evidence = load_run(run_dir, args.slo)
         baseline = load_baseline(args.baseline) if args.baseline else None
         to_save = baseline_of(evidence) if args.save_baseline else None
+        faults = load_faults(args.faults) if args.faults else None
     except (ReadinessInputError, ConfigError) as exc:
         console.error(str(exc))
         return EXIT_INPUT
-    verdict = evaluate(evidence, baseline)
+    verdict = evaluate(evidence, baseline, faults)
     try:
         written = write_verdict(run_dir, verdict)
     except ReadinessError as exc:

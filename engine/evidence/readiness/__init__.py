@@ -27,8 +27,10 @@ Rules, so a verdict cannot pass by accident:
   ``soak_reasons``.
 
 Layout: ``_inputs`` reads the run directory and baselines into
-:class:`RunEvidence` / :class:`Baseline`; ``_checks`` holds the thirteen
-criteria; this module judges them (:func:`evaluate`) and writes.
+:class:`RunEvidence` / :class:`Baseline` (and a fault campaign's report
+into :class:`FaultEvidence`); ``_checks`` holds the thirteen criteria and
+the optional ``faults_survived``; this module judges them
+(:func:`evaluate`) and writes.
 """
 from __future__ import annotations
 
@@ -41,20 +43,24 @@ from pathlib import Path
 from coordination.telemetry_context import stream_logger
 from engine.errors import ReadinessError, ReadinessInputError
 from engine.evidence.criteria import DESCRIPTIONS
-from engine.evidence.readiness._checks import CHECKS
-from engine.evidence.readiness._inputs import (BASELINE_KIND, BASELINE_VERSION, Baseline, RunEvidence, RunFigures,
-                                               baseline_of, figures_of, load_baseline, load_run)
+from engine.evidence.readiness._checks import CHECKS, FAULTS_DESCRIPTION, FAULTS_SURVIVED, faults_survived
+from engine.evidence.readiness._inputs import (BASELINE_KIND, BASELINE_VERSION, Baseline, FaultEvidence,
+                                               RunEvidence, RunFigures, baseline_of, figures_of, load_baseline,
+                                               load_faults, load_run)
 from engine.records import rundir
 from engine.records.rundir import AcceptedRisk, CriterionRow, Verdict
 
 log = stream_logger("operational", __name__)
 
 
-def evaluate(evidence: RunEvidence, baseline: Baseline | None = None) -> Verdict:
+def evaluate(evidence: RunEvidence, baseline: Baseline | None = None, faults: FaultEvidence | None = None) -> Verdict:
     """Judge every criterion; waivers from the SLO file mark a criterion accepted, never skip measuring it.
 
     Go = every criterion met or waived; the reasons name the criteria that
-    stand in the way, in plain words with their figures.
+    stand in the way, in plain words with their figures.  With ``faults``
+    (the fault campaign's report) the ``faults_survived`` criterion is
+    judged too, last; it cannot be waived (a report handed in that says a
+    fault broke an invariant is a no-go).
     """
     rows = []
     for name, check in CHECKS.items():
@@ -62,6 +68,9 @@ def evaluate(evidence: RunEvidence, baseline: Baseline | None = None) -> Verdict
         waiver = evidence.spec.waiver(name) if evidence.spec is not None else None
         rows.append(CriterionRow(name, DESCRIPTIONS[name], m.value, m.measured, m.limit, m.ok, m.reason,
                                  waiver is not None, waiver.reason if waiver else None))
+    if faults is not None:
+        m = faults_survived(faults)
+        rows.append(CriterionRow(FAULTS_SURVIVED, FAULTS_DESCRIPTION, m.value, m.measured, m.limit, m.ok, m.reason))
     limits = dataclasses.asdict(evidence.limits)
     limits["critical_categories"] = list(evidence.limits.critical_categories)
     return Verdict(
@@ -106,6 +115,6 @@ def save_baseline(path: str | os.PathLike[str], baseline: Baseline) -> Path:
         raise ReadinessError(f"cannot write {p}: {exc.strerror}") from exc
 
 
-__all__ = ["RunFigures", "RunEvidence", "Baseline", "CriterionRow", "Verdict", "ReadinessError",
-           "ReadinessInputError", "load_run", "load_baseline", "baseline_of", "evaluate", "write_verdict",
-           "save_baseline", "figures_of", "BASELINE_KIND", "BASELINE_VERSION"]
+__all__ = ["RunFigures", "RunEvidence", "Baseline", "FaultEvidence", "CriterionRow", "Verdict", "ReadinessError",
+           "ReadinessInputError", "load_run", "load_baseline", "load_faults", "FAULTS_SURVIVED", "baseline_of",
+           "evaluate", "write_verdict", "save_baseline", "figures_of", "BASELINE_KIND", "BASELINE_VERSION"]

@@ -5,6 +5,11 @@ compares) and returns a :class:`Measure`: ``ok`` True (met), False
 (failed) or None (not measured: the figure is missing), with the
 measured value in words and numbers.  A check never reads a file; the
 figures come from :mod:`._inputs`.
+
+``faults_survived`` is not in :data:`CHECKS` (the criteria every soak is
+judged on): it is judged only when the operator hands in a fault
+campaign's report (``readiness --faults FILE``), so a soak judged without
+one keeps its thirteen criteria and its verdict.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from engine.evidence.criteria import CATEGORIES, CRITERION_NAMES
-from engine.evidence.readiness._inputs import Baseline, RunEvidence, RunFigures
+from engine.evidence.readiness._inputs import Baseline, FaultEvidence, RunEvidence, RunFigures
 from engine.evidence.slo import metric_kind
 from engine.records import rundir
 
@@ -305,6 +310,29 @@ def _slo_budgets(ev: RunEvidence, _: Baseline | None) -> Measure:
     return Measure(value, f"{len(failed)} fail, {len(no_data)} no data, {passed} pass", limit, m.ok, m.reason)
 
 
+# -- the optional criterion: judged only when readiness is given a fault campaign's report (--faults FILE) --------
+
+FAULTS_SURVIVED = "faults_survived"
+FAULTS_DESCRIPTION = ("the fault campaign (python -m bench faults) broke no invariant, with at least one injected "
+                      "trial of each kind: worker, browser, supervisor kill -9 and SIGTERM")
+REQUIRED_FAULT_KINDS: tuple[str, ...] = rundir.FAULT_KINDS
+
+
+def faults_survived(faults: FaultEvidence) -> Measure:
+    """Met when the reports hold 0 violations and every required kind had >= 1 trial whose fault went in."""
+    parts = [_Part(not faults.violations, f"{len(faults.violations)} violation(s)"
+                   + (": " + "; ".join(faults.violations[:5]) + (" ..." if len(faults.violations) > 5 else "")
+                      if faults.violations else ""))]
+    for kind in REQUIRED_FAULT_KINDS:
+        ran, went_in = faults.trials.get(kind, 0), faults.injected.get(kind, 0)
+        missed = f" ({ran - went_in} missed)" if ran > went_in else ""
+        parts.append(_Part(went_in >= 1, f"{kind} {went_in} trial(s){missed}" if went_in else f"no {kind} trial"
+                           + (f" with its fault injected{missed}" if ran else "")))
+    value = {"violations": len(faults.violations), "trials": dict(faults.trials), "injected": dict(faults.injected),
+             "files": list(faults.sources)}
+    return _combine(parts, value, "0 violations; >= 1 trial of each of " + ", ".join(REQUIRED_FAULT_KINDS))
+
+
 CHECKS: Mapping[str, Callable[[RunEvidence, Baseline | None], Measure]] = MappingProxyType({
     "unowned_use": _unowned_use, "no_deadlock": _no_deadlock, "throughput_regression": _throughput_regression,
     "p95_budget": _p95_budget, "critical_failures": _critical_failures, "rollback_drill": _rollback_drill,
@@ -314,4 +342,4 @@ CHECKS: Mapping[str, Callable[[RunEvidence, Baseline | None], Measure]] = Mappin
 assert tuple(CHECKS) == CRITERION_NAMES, "every criterion in engine.evidence.criteria needs exactly one check here"
 
 
-__all__ = ["Measure", "CHECKS"]
+__all__ = ["Measure", "CHECKS", "FAULTS_SURVIVED", "FAULTS_DESCRIPTION", "REQUIRED_FAULT_KINDS", "faults_survived"]

@@ -4,7 +4,10 @@ The files are read through :mod:`engine.records.rundir`, leniently: a
 figure that is missing or malformed is None here, and its criterion is
 "not measured" with the field named in the reason — never a crash and
 never a pass.  :class:`RunFigures` is the run's summary cut down to what
-the criteria read, so the checks never see the file's shape.
+the criteria read, so the checks never see the file's shape.  The fault
+campaign's report (``--faults FILE``) is the exception: it is evidence the
+operator hands in on purpose, so it is read strictly, and a missing or
+malformed one is an input error, not "not measured".
 """
 from __future__ import annotations
 
@@ -227,6 +230,47 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
     return Baseline(str(p), raw.get("run_id"), throughput, raw.get("batch_sha256"), rundir.as_count(raw.get("workers")))
 
 
+@dataclass(frozen=True, slots=True)
+class FaultEvidence:
+    """The fault campaign's result (``--faults FILE``, repeatable), cut down to what ``faults_survived`` reads.
+
+    Several files add up (a campaign of ``--kinds worker,browser,supervisor``
+    and another of ``sigterm`` with fewer trials): trials and injected
+    trials per kind are summed, every violation of every file counts.
+    """
+
+    sources: tuple[str, ...]
+    trials: Mapping[str, int]      # fault trials per kind
+    injected: Mapping[str, int]    # of those, the ones whose fault went in (a missed trial proves nothing)
+    violations: tuple[str, ...]    # one line each: "<invariant> (<kind> trial <n>, seed <s>): jobs ..."
+
+
+def load_faults(paths: list[str] | tuple[str, ...]) -> FaultEvidence:
+    """Read every ``--faults`` file strictly; :class:`ReadinessInputError` naming the file (and field) when one is
+    missing, unreadable, not JSON, or not a fault report of the format this version reads."""
+    trials: dict[str, int] = {}
+    injected: dict[str, int] = {}
+    violations: list[str] = []
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            raise ReadinessInputError(f"{p}: no such fault report (give the file written by "
+                                      "python -m bench faults BATCH --json FILE)")
+        try:
+            report = rundir.read_fault_report(p)
+        except rundir.RunDirError as exc:
+            raise ReadinessInputError(f"{exc} (not a fault report written by python -m bench faults --json)") \
+                from exc
+        for kind, n in report.trials.items():
+            trials[kind] = trials.get(kind, 0) + n
+        for kind, n in report.injected.items():
+            injected[kind] = injected.get(kind, 0) + n
+        violations += [f"{v.invariant} ({v.kind} trial {v.trial}, seed {v.seed})"
+                       + (f": jobs {', '.join(v.job_ids)}" if v.job_ids else "") for v in report.violations]
+    return FaultEvidence(tuple(str(p) for p in paths), MappingProxyType(trials), MappingProxyType(injected),
+                         tuple(violations))
+
+
 def baseline_of(evidence: RunEvidence) -> Baseline:
     """This run as a baseline for later ones; refused unless it completed with a known throughput."""
     fig = evidence.figures
@@ -240,5 +284,6 @@ def baseline_of(evidence: RunEvidence) -> Baseline:
     return Baseline(str(evidence.run_dir / rundir.SUMMARY), fig.run_id, throughput, fig.batch_sha256, fig.workers)
 
 
-__all__ = ["RunFigures", "RunEvidence", "Baseline", "figures_of", "load_run", "load_baseline", "baseline_of",
+__all__ = ["RunFigures", "RunEvidence", "Baseline", "FaultEvidence", "figures_of", "load_run", "load_baseline",
+           "load_faults", "baseline_of",
            "BASELINE_KIND", "BASELINE_VERSION"]

@@ -14,6 +14,9 @@
     <run_dir>/diagnostic-*.json     DIAGNOSTIC_GLOB  Diagnostic: why a soak halted, and its context
     <run_dir>/report.html           REPORT           the evidence dashboard (engine.evidence.report)
     <run_dir>/<stream>.jsonl        stream_path()    the four log streams (engine.records.streams)
+    FILE (anywhere)                 write_fault_report / read_fault_report: FaultReport, the fault campaign's
+                                                     result (``python -m bench faults --json FILE``), which
+                                                     ``readiness --faults FILE`` judges
 
 Why one owner: the soak writes these files, ``report``, ``readiness``
 and the bench read them, and each used to name and parse them on its
@@ -46,7 +49,8 @@ Layout: this module names the files and reads and writes them;
 ``_records`` the per-window records (Window, SloResult, Alert,
 FailureRow), ``_summary`` the whole-run ones (SoakSummary and its parts,
 Verdict, Drilldown, Diagnostic), ``_run`` a plain run's summary
-(BatchRunSummary: :func:`summary_kind` tells the two apart).
+(BatchRunSummary: :func:`summary_kind` tells the two apart), ``_faults``
+the fault campaign's report (FaultReport, FaultTrial, FaultViolation).
 """
 from __future__ import annotations
 
@@ -69,6 +73,8 @@ from engine.records.rundir._summary import (AcceptedRisk, BatchInfo, CriterionRo
                                             JobAccounting, LastQuarter, RollbackDrill, SoakPhase, SoakSummary,
                                             SupervisorMemory, Throughputs, Verdict, json_default)
 from engine.records.rundir._run import RUN_KIND, BatchRunSummary, FirstFailure, RunJobs
+from engine.records.rundir._faults import (CONTROL as FAULT_CONTROL, FAULT_KINDS, FAULT_REPORT_FORMAT, FaultReport,
+                                           FaultTrial, FaultViolation, Tally as FaultTally)
 
 SUPERVISOR_LOCK = "supervisor.lock"
 SUMMARY = "summary.json"
@@ -184,6 +190,11 @@ def write_diagnostic(run_dir: str | os.PathLike[str], diagnostic: Diagnostic) ->
     data = orjson.dumps(diagnostic.to_json(), default=json_default,
                         option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     return write_atomic(path, data)
+
+
+def write_fault_report(path: str | os.PathLike[str], report: FaultReport) -> Path:
+    """The fault campaign's result as one JSON file (``OSError`` when it cannot be written)."""
+    return write_atomic(path, _dumps(report.to_json()))
 
 
 def append_window(run_dir: str | os.PathLike[str], window: Window) -> None:
@@ -376,6 +387,12 @@ def read_diagnostic(path: str | os.PathLike[str], reading: Reading | None = None
     return Diagnostic.from_json(read_json(path, "the diagnostic"), file=str(path), reading=reading)
 
 
+def read_fault_report(path: str | os.PathLike[str], cls: type[FaultReport] = FaultReport) -> FaultReport:
+    """A fault campaign's report, strictly: :class:`RunDirError` naming the file (and the field) when it is
+    missing, unreadable, not JSON, or not a report of this format."""
+    return cls.from_json(read_json(path, "the fault report"), file=str(path))
+
+
 def diagnostics(run_dir: str | os.PathLike[str]) -> list[Path]:
     """The run's diagnostic files, oldest first (``diagnostic-STAMP.json``, then ``-2``, ``-3`` ... of one second)."""
     def order(p: Path) -> tuple[str, int]:
@@ -395,4 +412,6 @@ __all__ = ["SUPERVISOR_LOCK", "SUMMARY", "SUMMARY_TEXT", "WINDOWS", "FAILURE_MAT
            "write_failure_matrix", "write_drilldown", "write_report", "write_summary_text", "write_slo_copy",
            "write_diagnostic", "append_window", "JsonlFile", "alerts_file", "read_json", "read_summary",
            "read_summary_file", "replace_verdict", "read_windows", "read_alerts", "read_failure_matrix",
-           "read_drilldown", "read_slo_copy", "read_diagnostic", "diagnostics"]
+           "read_drilldown", "read_slo_copy", "read_diagnostic", "diagnostics", "FAULT_REPORT_FORMAT", "FAULT_KINDS",
+           "FAULT_CONTROL", "FaultReport", "FaultTrial", "FaultViolation", "FaultTally", "write_fault_report",
+           "read_fault_report"]
