@@ -8,31 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from navigation.cdp import CDPConnection
 from navigation.flow import parse_flow
 from navigation.runner import FlowRunner
-from navigation.steps import StepOutcome, StepStrategy, default_registry
+from navigation.steps import default_registry
+
+from tests.navigation._capture import Capture
 
 pytestmark = pytest.mark.chromium
-
-
-@pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
-
-
-class Capture(StepStrategy):
-    name = "capture"
-    handles = frozenset({"captureEvents"})
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def run(self, step, ctx):
-        self.events = ctx.page.evaluate("window.droverEvents()", await_promise=False)
-        return StepOutcome()
 
 
 def run(conn, site, tmp_path, steps):

@@ -18,7 +18,6 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from navigation.cdp import CDPConnection
 from navigation.credentials import CredentialStore
 from navigation.errors import CredentialError
 from navigation.fixture_site import HOLD_LAYOUT, HOLD_MS, LOGIN_LAYOUT, FixtureSite
@@ -96,13 +95,6 @@ def store(tmp_path) -> CredentialStore:
     path.write_text(json.dumps({"alice_password": PASSWORD, "wrong_password": WRONG}), encoding="utf-8")
     os.chmod(path, 0o600)
     return CredentialStore.from_file(path)
-
-
-@pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
 
 
 def run_flow(conn, site, tmp_path, steps, store, *, title="canvas"):

@@ -12,13 +12,6 @@ from tests.fakecdp import FakeCDPServer
 
 
 @pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
-
-
-@pytest.fixture()
 def page(conn):
     p = conn.new_page()
     p.send("Page.enable")

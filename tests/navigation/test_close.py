@@ -3,20 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from navigation.cdp import CDPConnection
 from navigation.flow import parse_flow
 from navigation.runner import FlowRunner
 from navigation.steps import StepOutcome, StepStrategy, default_registry
 
 pytestmark = pytest.mark.chromium
 CYCLES = 8  # the old close raced its opener in about one cycle in three: eight make a pass by luck rare
-
-
-@pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
 
 
 class ReadOnce(StepStrategy):

@@ -16,7 +16,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from navigation.cdp import CDPConnection
 from navigation.flow import STEP_TYPES, load_flow
 from navigation.flow.records import CustomStep, ElementStep, SelectorKind
 from navigation.runner import FlowRunner
@@ -52,13 +51,6 @@ class ConformanceSteps(StepStrategy):
         else:
             self.events = ctx.page.evaluate("window.droverEvents()", await_promise=False)
         return StepOutcome()
-
-
-@pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
 
 
 def _png_size(path: Path) -> tuple[int, int]:

@@ -5,7 +5,6 @@ import logging
 
 import pytest
 
-from navigation.cdp import CDPConnection
 from navigation.errors import FlowValidationError
 from navigation.flow import parse_flow
 from navigation.runner import FlowRunner
@@ -18,13 +17,6 @@ STEPS = [
     {"type": "customStep", "name": "doMagic", "parameters": {"title": "magic"}},
     {"type": "waitForExpression", "expression": "document.readyState === 'complete'"},
 ]
-
-
-@pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
 
 
 def flow_of(steps, registry):

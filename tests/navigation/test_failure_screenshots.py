@@ -17,7 +17,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from navigation.cdp import CDPConnection
 from navigation.credentials import CredentialStore
 from navigation.flow import parse_flow
 from navigation.runner import FlowRunner
@@ -27,13 +26,6 @@ from navigation.steps import default_registry
 SECRET = "s3cr3t Välue&<42>"
 BULLETS = "\u2022" * len(SECRET)
 STORE = CredentialStore({"pw": SECRET})
-
-
-@pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
 
 
 def run(conn, site, artifacts: Path, steps, **runner_args):

@@ -3,19 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from navigation.cdp import CDPConnection
 from navigation.flow import parse_flow
 from navigation.runner import FlowRunner
 from navigation.steps import default_registry
 
 pytestmark = pytest.mark.chromium
-
-
-@pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
 
 
 def run(conn, site, tmp_path, steps):

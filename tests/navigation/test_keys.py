@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from navigation.cdp import CDPConnection
 from navigation.flow import parse_flow
 from navigation.keys import KEYS, MOD_META, MOD_SHIFT
 from navigation.runner import FlowRunner
@@ -52,13 +51,6 @@ def test_an_unknown_key_name_is_named_by_validation():
     flow = parse_flow({"title": "t", "steps": [{"type": "keyDown", "key": "ShiftLeftt"}]}, source="k.json")
     problems = default_registry().problems(flow)
     assert len(problems) == 1 and "'ShiftLeftt'" in problems[0] and problems[0].startswith("step 0 (keyDown)")
-
-
-@pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
 
 
 def keys(*names, kind=None):

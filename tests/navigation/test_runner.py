@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from navigation.cdp import CDPConnection
 from navigation.errors import FlowValidationError
 from navigation.flow import parse_flow
 from navigation.flow.records import SecretRef
@@ -13,13 +12,6 @@ from navigation.runner import FlowRunner
 from navigation.steps import StepOutcome, StepStrategy, default_registry
 
 SECRET = "s3cr3t-Value-42"
-
-
-@pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
 
 
 def run(conn, site, tmp_path, steps, *, registry=None, secrets=None, title="t"):

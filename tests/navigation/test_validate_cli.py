@@ -20,7 +20,6 @@ import pytest
 from engine.cli.main import main
 from engine.cli.console import Console
 from engine.cli.exit_codes import EXIT_INPUT, EXIT_JOB_FAILURES, EXIT_OK
-from navigation.cdp import CDPConnection
 from navigation.flow import load_flow
 from navigation.runner import FlowRunner
 from navigation.steps import default_registry
@@ -129,13 +128,6 @@ DRIFTED = {
 }
 DRIFT_NAMES = ["flow: recordedWith", "step 0 (navigate): comment", "step 0 (navigate): assertedEvents[0].frameId",
                "step 1 (change): uiHint"]
-
-
-@pytest.fixture()
-def conn(browser):
-    c = CDPConnection.connect(browser.ws_url)
-    yield c
-    c.close()
 
 
 def test_flow_with_unknown_fields_runs_and_reports_them_once(conn, site, tmp_path, caplog):
