@@ -2,7 +2,8 @@
 
 Commands: ``run`` (end-to-end throughput, baseline and gate), ``peer``
 (Drover vs Playwright), ``scale`` (1, 2, 4 ... workers), ``faults`` (a
-fault campaign against a batch).  Exit codes: 0 ok, 1 the gate found a
+fault campaign against a batch), ``cluster-credentials`` (actors sharing
+credentials on a local multi-node Ray cluster: double ownership, lease waits).  Exit codes: 0 ok, 1 the gate found a
 regression (faults: an invariant was violated), 2 bad arguments or
 baseline, 3 Drover or its environment failed (faults: also a fault that
 could not be injected), 4 bench jobs failed, 5 Playwright missing (peer).
@@ -13,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from bench._clustercreds import add_arguments as add_credential_arguments, cluster_credentials_command
 from bench._faults import add_arguments as add_fault_arguments, faults_command
 from bench._gate import BaselineError
 from bench._peer import peer_command
@@ -32,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compare", metavar="FILE", help="gate against a saved baseline (non-zero exit on regression)")
     run.add_argument("--inject-delay-ms", type=float, default=0.0, metavar="MS",
                      help="deliberate slowdown: an in-page wait of MS after every step (to prove the gate fails)")
+    run.add_argument("--ab-local", action="store_true",
+                     help="with --backend ray: alternate every round with the local backend (same workers) and "
+                          "report Ray's throughput cost, round trips per job and start-up")
     run.set_defaults(_run=run_command)
     peer = sub.add_parser("peer", help="the same flows through Playwright for Python, alternating with Drover")
     add_common(peer)
@@ -47,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     faults = sub.add_parser("faults", help="fault campaign: kill workers, browsers, the supervisor; check invariants")
     add_fault_arguments(faults)
     faults.set_defaults(_run=faults_command)
+    creds = sub.add_parser("cluster-credentials",
+                           help="Ray: N actors x K credentials on a local multi-node cluster (exit 1: double owner)")
+    add_credential_arguments(creds)
+    creds.set_defaults(_run=cluster_credentials_command)
     return parser
 
 

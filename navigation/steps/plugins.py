@@ -96,6 +96,11 @@ def active_plugins() -> tuple[str, ...]:
     return tuple(m.__name__ for m in _ACTIVE.modules)
 
 
+def active_strict() -> bool:
+    """The ``strict`` flag given to :func:`activate` (a backend that does not fork passes it on)."""
+    return _ACTIVE.strict
+
+
 def build_registry(plugins: Iterable[str | ModuleType] = (), *, strict: bool | None = None,
                    entry_points: bool = True) -> StrategyRegistry:
     """Built-in strategies + entry-point plugins + active ``--plugin`` modules + ``plugins``.
@@ -194,4 +199,5 @@ def _install_legacy(name: str, fn: Any, where: str) -> None:
     _ACTIVE.legacy_done.add(key)
 
 
-__all__ = ["STEPS_GROUP", "LEGACY_GROUP", "activate", "active_plugins", "build_registry", "import_plugin"]
+__all__ = ["STEPS_GROUP", "LEGACY_GROUP", "activate", "active_plugins", "active_strict", "build_registry",
+           "import_plugin"]

@@ -16,10 +16,20 @@ death for the supervisor, which requeues its job and starts a replacement
 — but is *not* killed: if it comes back, whatever it tries to record is
 refused by the store's fence and counted, which is the point of fencing.
 Such zombies are killed when their call returns, or at close.
+
+A local Ray instance of our own dies with a crashed (SIGKILLed) driver —
+its GCS, raylet, actors and their Chromium fate-share with it — except
+Ray's agent processes, which can linger for a minute trying to report to
+the dead GCS.  ``open`` records the instance's processes (pid and start
+time) in the run directory (:data:`LOCAL_INSTANCE_FILE`), so a ``--resume``
+of the same run kills whatever of them is left, by pid, before it starts
+its own; a clean close removes the record.
 """
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import secrets
 import time
@@ -33,14 +43,16 @@ from engine.config import Settings
 from engine.errors import EngineError
 from engine.execution.backend import Reclaim, SafetyTotals, WorkerEvent
 from engine.execution.cluster.coordinator import Coordinator
-from engine.execution.cluster.worker import SHARED_MARKER, ClusterWorker
+from engine.execution.cluster.worker import SHARED_MARKER, ClusterWorker, PluginSpec
 from engine.records import rundir
 from engine.records.batch import Batch
 
 ops = stream_logger("operational", __name__)
+audit = stream_logger("audit", __name__)
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 0.5
+LOCAL_INSTANCE_FILE = ".drover-ray-local.json"  # in the run directory: the processes of our own local instance
 
 
 class ClusterUnavailable(EngineError):
@@ -90,7 +102,7 @@ class RayWorkers:
         self.store_path = os.path.abspath(store_path)
         self.seed = seed
         self.credentials_path = os.path.abspath(credentials_path) if credentials_path else None
-        self.worker_options = {"num_cpus": 1, **(worker_options or {})}
+        self.worker_options = dict(worker_options or {})  # num_cpus: see _actor_cpus unless given
         self.run_dir: Path | None = None
         self.coordinator: Any = None
         self._we_started_ray = False
@@ -98,39 +110,112 @@ class RayWorkers:
         self._zombies: list[_Actor] = []
         self._dead_holders: list[str] = []
         self._reclaimed: list[Any] = []  # lapsed leases found by a sweep, until reclaim() reports them
-        self._unowned_by: dict[str, int] = {}  # holder -> unowned uses its guard refused (cumulative)
+        self._unowned_by: dict[str, int] = {}  # holder -> unowned uses it reported (cumulative)
+        self._lapsed_by: dict[str, int] = {}  # holder -> sends its guard refused on a lapsed lease (cumulative)
+        self._plugins = PluginSpec.of_this_process()
         self._last_sweep = 0.0
         self._batch_ref: Any = None
+        self._coordinator_up: Any = None  # the coordinator's first ping, until the first poll has seen it
+        self._opened_at = 0.0
         self.startup_s = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
     def open(self, run_dir: Path, epoch_floor: int) -> None:
         ray = self.ray
-        t0 = time.monotonic()
+        t0 = self._opened_at = time.monotonic()
         self.run_dir = Path(run_dir).resolve()
         (self.run_dir / SHARED_MARKER).write_text(self.run_id)
         if not ray.is_initialized():
-            address = self.settings.ray_address or None
+            self._reap_previous_instance()
+            # "local": a new instance of our own, never one found in RAY_ADDRESS or /tmp/ray (Ray's default)
+            address = self.settings.ray_address or "local"
             try:
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                          include_dashboard=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise ClusterUnavailable(f"cannot join the Ray cluster at {address or 'a new local instance'}: "
+                raise ClusterUnavailable(f"cannot join the Ray cluster at "
+                                         f"{'a new local instance' if address == 'local' else address}: "
                                          f"{exc}") from exc
             self._we_started_ray = True
+            if not self.settings.ray_address:
+                self._record_instance()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
 
         here = ray.get_runtime_context().get_node_id()
         self.coordinator = ray.remote(Coordinator).options(
             num_cpus=0, max_restarts=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
         ).remote(self.store_path, self.run_id, epoch_floor, self.settings.lease_ttl)
-        ray.get(self.coordinator.ping.remote())
+        # Not waited for here: the worker actors start meanwhile (they call it only from their first job on),
+        # and the first poll waits for it — one actor start-up instead of two before the first job.
+        self._coordinator_up = self.coordinator.ping.remote()
         self._batch_ref = ray.put(self.batch)
+        self.worker_options.setdefault("num_cpus", self._actor_cpus())
+        self.worker_options.setdefault("scheduling_strategy", "SPREAD")  # browsers over every node, not packed
         self.startup_s = time.monotonic() - t0
         ops.info("ray backend ready", extra={"event": "ray_ready", "startup_s": round(self.startup_s, 3),
                                              "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
                                              "we_started_ray": self._we_started_ray})
+
+    def _actor_cpus(self) -> float:
+        """CPUs each actor asks for: one, or less when the workers would not all fit otherwise.
+
+        One CPU per browser is the right share on a cluster with room; with
+        more workers than CPUs (``--workers 8`` on a 2-core local instance,
+        or 8 on three 1-CPU nodes) actors asking for one each would wait
+        for a CPU forever.  The share is such that the workers, spread
+        evenly, fit on the smallest node: ``min(1, smallest node's CPUs /
+        ceil(workers / nodes))``.
+        """
+        cpus = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in self.ray.nodes() if n.get("Alive")]
+        cpus = [c for c in cpus if c > 0]
+        if not cpus:
+            return 0.0
+        share = min(cpus) / -(-self.slots // len(cpus))
+        return 1.0 if share >= 1.0 else math.floor(share * 1000) / 1000  # rounded down: the shares must fit
+
+    def _record_instance(self) -> None:
+        assert self.run_dir is not None
+        import psutil  # noqa: PLC0415
+
+        procs = []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if "ray" in " ".join(p.cmdline()).lower():
+                    procs.append({"pid": p.pid, "created": p.create_time(), "name": p.name()})
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue  # gone already: nothing to reap later
+        (self.run_dir / LOCAL_INSTANCE_FILE).write_text(json.dumps({"driver": os.getpid(), "processes": procs}))
+
+    def _reap_previous_instance(self) -> None:
+        """A resume after a crashed driver: kill, by pid, what is left of that driver's own local instance."""
+        assert self.run_dir is not None
+        import psutil  # noqa: PLC0415
+
+        path = self.run_dir / LOCAL_INSTANCE_FILE
+        if not path.exists():
+            return
+        try:
+            record = json.loads(path.read_text())
+            procs = [(int(r["pid"]), float(r["created"])) for r in record["processes"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            ops.warning("unreadable record of a previous Ray instance: ignored", extra={
+                "event": "ray_record_unreadable", "path": str(path), "error": repr(exc)[:200]})
+            path.unlink()
+            return
+        left = []
+        for pid, created in procs:
+            try:
+                p = psutil.Process(pid)
+                if abs(p.create_time() - created) < 0.01:  # the same process, not a reused pid
+                    p.kill()
+                    left.append(p)
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+        psutil.wait_procs(left, timeout=10)
+        ops.warning("processes of a crashed driver's Ray instance killed", extra={
+            "event": "ray_leftovers_killed", "killed": [p.pid for p in left], "recorded": len(procs)})
+        path.unlink()
 
     def start(self, index: int) -> int:
         ray = self.ray
@@ -138,7 +223,7 @@ class RayWorkers:
         handle = ray.remote(ClusterWorker).options(max_restarts=0, max_task_retries=0,
                                                    **self.worker_options).remote(
             index, self.run_id, str(self.run_dir), self.state_dir, self.settings, self.seed,
-            self.credentials_path, self._batch_ref, self.coordinator, incarnation)
+            self.credentials_path, self._batch_ref, self.coordinator, incarnation, self._plugins)
         actor = _Actor(handle, f"w{index}#{incarnation}")
         actor.pending, actor.kind = handle.ready.remote(), "ready"
         self._actors[index] = actor
@@ -157,6 +242,11 @@ class RayWorkers:
         return True
 
     def poll(self, timeout: float) -> list[WorkerEvent]:
+        if self._coordinator_up is not None:
+            self.ray.get(self._coordinator_up)  # an actor that cannot start raises here, before any job runs
+            self._coordinator_up = None
+            ops.info("coordinator up", extra={"event": "coordinator_up", "since_open_s": round(
+                time.monotonic() - self._opened_at, 3)})
         events = self._sweep()
         ray = self.ray
         waiting = {a.pending: i for i, a in self._actors.items() if a.pending is not None and a.exit_code is None}
@@ -194,9 +284,10 @@ class RayWorkers:
             actor.exit_code = 0
             self.ray.kill(actor.handle, no_restart=True)
             return [WorkerEvent(index, None)]
-        report, forced, seconds, losses, lines, artifacts, unowned = value
+        report, forced, seconds, losses, lines, artifacts, safety = value
         self._ship(lines, artifacts)
-        self._unowned_by[actor.holder] = unowned
+        self._unowned_by[actor.holder] = safety["unowned_uses"]
+        self._lapsed_by[actor.holder] = safety["lapsed_stops"]
         return [WorkerEvent(index, ("done", index, report, forced, seconds, losses)),
                 WorkerEvent(index, ("ready", index))]
 
@@ -300,7 +391,25 @@ class RayWorkers:
         return ContentionSnapshot(time.time(), (), agg)
 
     def lease_stats(self) -> dict[str, Any]:
-        return self.ray.get(self.coordinator.stats.remote()) if self.coordinator is not None else {}
+        """The coordinator's lease figures, and the sends the workers' guards stopped on lapsed leases."""
+        stats = self.ray.get(self.coordinator.stats.remote()) if self.coordinator is not None else {}
+        return {**stats, "lapsed_stops": sum(self._lapsed_by.values())}
+
+    def grant_log(self) -> list[dict[str, Any]]:
+        """The coordinator's grant log (see :meth:`.coordinator.Coordinator.grant_log`)."""
+        return self.ray.get(self.coordinator.grant_log.remote()) if self.coordinator is not None else []
+
+    def _log_grants(self) -> None:
+        """At close: every grant of the run into the audit stream, on the coordinator's one clock (``t0``: the
+        first grant), so who held what when is checked from the grants themselves."""
+        spans = self.grant_log()
+        t0 = spans[0]["granted"] if spans else 0.0
+        for span in spans:
+            audit.info("lease held", extra={
+                "event": "lease_span", "resource": span["resource"], "epoch": span["epoch"],
+                "holder": span["holder"], "granted_s": round(span["granted"] - t0, 6),
+                "ended_s": None if span["ended"] is None else round(span["ended"] - t0, 6),
+                "end": span["end"], "waited_s": round(span["waited_s"], 6)})
 
     def alive(self, index: int) -> bool:
         a = self._actors.get(index)
@@ -349,11 +458,18 @@ class RayWorkers:
         self._actors.clear()
         self._zombies.clear()
         if self.coordinator is not None:
+            self._log_grants()
+            service = self.lease_stats().get("service", {})
+            ops.info("coordinator service time", extra={  # a round trip minus this is Ray's transport
+                "event": "coordinator_service", "calls": service.get("calls", 0),
+                "service_ms": round(1000 * service.get("seconds", 0.0), 3)})
             ray.get(self.coordinator.close.remote())
             ray.kill(self.coordinator, no_restart=True)
             self.coordinator = None
         if self._we_started_ray:
             ray.shutdown()
+            if self.run_dir is not None:
+                (self.run_dir / LOCAL_INSTANCE_FILE).unlink(missing_ok=True)  # shut down cleanly: nothing to reap
 
 
-__all__ = ["RayWorkers", "ClusterUnavailable"]
+__all__ = ["RayWorkers", "ClusterUnavailable", "LOCAL_INSTANCE_FILE"]

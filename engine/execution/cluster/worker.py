@@ -20,6 +20,12 @@ coordination and recording reach the driver:
   way unless the run directory is on a filesystem the node shares with the
   driver (a marker file tells).
 
+``--plugin`` modules: actors are not forked from the driver, so the driver
+passes the active module names, the ``--strict`` flag and the folder each
+module was imported from (:class:`PluginSpec`); the actor puts those
+folders on its ``sys.path`` when they exist on its node and calls
+:func:`navigation.steps.plugins.activate` before it builds its registry.
+
 Credential profiles live on the node's disk, per credential, node and
 worker index (``profiles/<credential>/<node>-w<N>``): a worker replaced on
 another node starts that credential in a fresh profile (the flow logs in
@@ -29,9 +35,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -47,13 +55,45 @@ from engine.records import streams as telemetry_streams
 from engine.records.batch import Batch
 from engine.records.store import Lease
 from navigation.credentials import CredentialStore
+from navigation.steps import plugins
 
 ops = stream_logger("operational", __name__)
 audit = stream_logger("audit", __name__)
+perf = stream_logger("performance", __name__)
 
 SAFETY = 0.8  # share of the ttl a grant is trusted for on this node's clock
 MAX_SHIPPED_ARTIFACT_BYTES = 20 * 1024 * 1024
 SHARED_MARKER = ".drover-run-dir"
+
+
+@dataclass(frozen=True, slots=True)
+class PluginSpec:
+    """The driver's ``--plugin`` state, for an actor to activate: module names, ``--strict``, import roots."""
+
+    modules: tuple[str, ...] = ()
+    strict: bool = False
+    roots: tuple[str, ...] = ()  # the sys.path folder each module was imported from on the driver
+
+    @classmethod
+    def of_this_process(cls) -> "PluginSpec":
+        roots = []
+        for name in plugins.active_plugins():
+            module = sys.modules.get(name)
+            path = getattr(module, "__file__", None)
+            if not path:
+                continue
+            up = name.count(".") + (1 if os.path.basename(path) == "__init__.py" else 0)
+            root = Path(path).resolve().parents[up]
+            if str(root) not in roots:
+                roots.append(str(root))
+        return cls(plugins.active_plugins(), plugins.active_strict(), tuple(roots))
+
+    def activate(self) -> None:
+        """In the actor: the driver's import roots (where they exist on this node), then the modules."""
+        for root in self.roots:
+            if root not in sys.path and os.path.isdir(root):
+                sys.path.append(root)
+        plugins.activate(self.modules, strict=self.strict)
 
 
 def _ray():
@@ -68,17 +108,41 @@ def _unwrap(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, (ResultsStoreError, LeaseLost)) else exc
 
 
+class RoundTrips:
+    """Blocking calls to the coordinator made on the job's thread: how many, and how long they took in all.
+
+    The per-job coordination overhead of the Ray path (the heartbeat's
+    renewals run on their own thread and are not counted: they do not hold
+    the job up).
+    """
+
+    __slots__ = ("n", "seconds")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.seconds = 0.0
+
+    def call(self, ref_of: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return _ray().get(ref_of())
+        finally:
+            self.n += 1
+            self.seconds += time.perf_counter() - t0
+
+
 class CoordinatorStore:
     """The executor's results store on a cluster worker: every write is a call to the coordinator."""
 
-    def __init__(self, coordinator: Any, holder: str) -> None:
+    def __init__(self, coordinator: Any, holder: str, trips: RoundTrips | None = None) -> None:
         self.coordinator = coordinator
         self.holder = holder
+        self.trips = trips or RoundTrips()
 
     def _call(self, method: str, *args: Any, **kw: Any) -> Any:
         ray = _ray()
         try:
-            return ray.get(getattr(self.coordinator, method).remote(*args, **kw))
+            return self.trips.call(lambda: getattr(self.coordinator, method).remote(*args, **kw))
         except ray.exceptions.RayTaskError as exc:
             raise _unwrap(exc) from None
 
@@ -100,8 +164,10 @@ class CoordinatorStore:
 class LeaseCoordination(Coordination):
     """Session slot and credential locks as coordinator leases, renewed by a heartbeat thread."""
 
-    def __init__(self, coordinator: Any, index: int, holder: str, ttl: float, lock_timeout: float) -> None:
+    def __init__(self, coordinator: Any, index: int, holder: str, ttl: float, lock_timeout: float,
+                 trips: RoundTrips | None = None) -> None:
         super().__init__()
+        self.trips = trips or RoundTrips()
         self.coordinator = coordinator
         self.index = index
         self.holder = holder
@@ -109,17 +175,18 @@ class LeaseCoordination(Coordination):
         self.lock_timeout = lock_timeout
         self._held: dict[str, tuple[int, float]] = {}  # resource -> (epoch, trusted until, monotonic)
         self._lost: set[str] = set()
+        self._stopped: set[tuple[str, int]] = set()  # (resource, epoch) the guard has refused: the actor knows
         self._lock = threading.Lock()
-        self.unowned_uses = 0
+        self.unowned_uses = 0  # sends after the actor knew its lease was gone (the guard makes them impossible)
+        self.lapsed_stops = 0  # sends the guard refused because a lease lapsed or was lost: fencing at work
         self.lease_waits: list[float] = []
 
     def _acquire(self, resource: str, timeout: float) -> tuple[Grant, float]:
-        ray = _ray()
         start = time.monotonic()
         delay = 0.02
         while True:
             sent = time.monotonic()
-            grant = ray.get(self.coordinator.acquire.remote(resource, self.holder))
+            grant = self.trips.call(lambda: self.coordinator.acquire.remote(resource, self.holder))
             if grant is not None:
                 with self._lock:
                     self._held[resource] = (grant.epoch, sent + SAFETY * grant.ttl)
@@ -134,7 +201,7 @@ class LeaseCoordination(Coordination):
     def _release(self, resource: str, epoch: int) -> None:
         with self._lock:
             self._held.pop(resource, None)
-        _ray().get(self.coordinator.release.remote(resource, self.holder, epoch))
+        self.trips.call(lambda: self.coordinator.release.remote(resource, self.holder, epoch))
 
     @contextlib.contextmanager
     def credential(self, scope: str | None) -> Iterator[float]:
@@ -153,25 +220,60 @@ class LeaseCoordination(Coordination):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Lease]:
-        grant, _ = self._acquire(f"slot:{self.index}", self.lock_timeout)
-        audit.info("session slot owned", extra={"event": "slot_owned", "slot": self.index, "epoch": grant.epoch})
-        try:
-            yield Lease(grant.resource, grant.epoch)
-        finally:
-            self._release(grant.resource, grant.epoch)
+        """The worker's session slot lease, kept from job to job (renewed by the heartbeat) until :meth:`close`.
+
+        The slot is this worker's for as long as it lives, so asking for it
+        and giving it back around every job cost two coordinator round trips
+        per job and bought nothing: the fence is raised by a reclaim, not by
+        a new grant per attempt.  A lease that lapsed or was lost is asked
+        for again (the coordinator gives the same epoch back if it still is
+        ours, a new one otherwise).
+        """
+        yield self._slot()
+
+    def _slot(self) -> Lease:
+        resource = f"slot:{self.index}"
+        with self._lock:
+            held = self._held.get(resource)
+            if held is not None and resource not in self._lost and time.monotonic() < held[1]:
+                return Lease(resource, held[0])
+        grant, _ = self._acquire(resource, self.lock_timeout)
+        if held is None or held[0] != grant.epoch:
+            audit.info("session slot owned", extra={"event": "slot_owned", "slot": self.index, "epoch": grant.epoch})
+        return Lease(grant.resource, grant.epoch)
+
+    def close(self) -> None:
+        """Give the session slot back (the worker stops)."""
+        resource = f"slot:{self.index}"
+        with self._lock:
+            held = self._held.get(resource)
+        if held is not None:
+            self._release(resource, held[0])
             audit.info("session slot released", extra={"event": "slot_released", "slot": self.index,
-                                                       "epoch": grant.epoch})
+                                                       "epoch": held[0]})
 
     def guard(self) -> None:
-        """Before every CDP command: every lease held is still trusted on this node's clock."""
+        """Before every CDP command: every lease held is still trusted on this node's clock.
+
+        A refusal is the guard doing its job, not an unowned use: the
+        command is not sent.  A lease can lapse while its actor is
+        legitimately busy (paused, starved, its renewals slow), and the
+        first send after that is where the actor finds out — counted as a
+        *lapsed stop* and logged once per lease.  Nothing is ever sent on a
+        lapsed lease, so ``unowned_uses`` stays 0 on a cluster worker; the
+        stale writes a lapsed holder still tries are refused and counted by
+        the store's fence.
+        """
         now = time.monotonic()
         with self._lock:
             for resource, (epoch, trusted_until) in self._held.items():
                 if resource in self._lost or now >= trusted_until:
-                    self.unowned_uses += 1
-                    audit.error("unowned session use refused", extra={
-                        "event": "unowned_use", "resource": resource, "epoch": epoch,
-                        "late_s": round(now - trusted_until, 3)})
+                    self.lapsed_stops += 1
+                    if (resource, epoch) not in self._stopped:
+                        self._stopped.add((resource, epoch))
+                        audit.warning("lease lapsed: sends stopped", extra={
+                            "event": "lease_lapsed_stop", "resource": resource, "epoch": epoch,
+                            "renewal_refused": resource in self._lost, "late_s": round(now - trusted_until, 3)})
                     raise LeaseLost(f"{self.holder}: the lease on {resource} (epoch {epoch}) has lapsed",
                                     resource=resource, holder=self.holder, epoch=epoch)
 
@@ -205,8 +307,10 @@ class ClusterWorker:
     """The body of the Ray actor (``ray.remote`` is applied by the backend)."""
 
     def __init__(self, index: int, run_id: str, run_dir: str, state_dir: str, settings: Settings, seed: int,
-                 credentials_path: str | None, batch: Batch, coordinator: Any, incarnation: str) -> None:
+                 credentials_path: str | None, batch: Batch, coordinator: Any, incarnation: str,
+                 plugin_spec: PluginSpec | None = None) -> None:
         ray = _ray()
+        (plugin_spec or PluginSpec()).activate()  # before anything builds a registry
         self.index = index
         self.name = f"w{index}"
         self.run_id = run_id
@@ -219,7 +323,9 @@ class ClusterWorker:
         self._offsets: dict[str, int] = {}
         self.sinks = telemetry_streams.install(self.private)
         telemetry_streams.reset_local_losses()
-        self.coord = LeaseCoordination(coordinator, index, self.holder, settings.lease_ttl, settings.lock_timeout)
+        self.trips = RoundTrips()
+        self.coord = LeaseCoordination(coordinator, index, self.holder, settings.lease_ttl, settings.lock_timeout,
+                                       self.trips)
         self._stop = threading.Event()
         threading.Thread(target=self._heartbeat, daemon=True, name="drover-lease-heartbeat").start()
         with self._bound():
@@ -227,7 +333,8 @@ class ClusterWorker:
                                                      before_send=self.coord.guard)
             place = assembly.ExecutorPlace(run_id, self.run_dir, state_dir, batch, seed)
             self.executor = assembly.build_executor(
-                settings, place, store=CoordinatorStore(coordinator, self.holder), lifecycle=self.lifecycle,
+                settings, place, store=CoordinatorStore(coordinator, self.holder, self.trips),
+                lifecycle=self.lifecycle,
                 credentials=CredentialStore.load(credentials_path or None), coordination=self.coord,
                 worker_name=self.name, profile_owner=f"{self.node}-{self.name}")
             ops.info("worker started", extra={"event": "worker_started", "pid": os.getpid(), "node": self.node})
@@ -248,11 +355,16 @@ class ClusterWorker:
 
     def run(self, job_id: str) -> tuple:
         t0 = time.monotonic()
+        n0, s0 = self.trips.n, self.trips.seconds
         with self._bound():
             report = self.executor.run(self.batch.job(job_id))
-        seconds = time.monotonic() - t0
+            seconds = time.monotonic() - t0
+            perf.info("coordinator round trips of a job", extra={
+                "event": "cluster_round_trips", "job_id": job_id, "round_trips": self.trips.n - n0,
+                "round_trip_ms": round((self.trips.seconds - s0) * 1000, 3), "job_ms": round(seconds * 1000, 3)})
         return (report, self.lifecycle.stats.forced_reconnects, seconds, telemetry_streams.local_losses(),
-                self._new_lines(), self._artifacts(job_id), self.coord.unowned_uses)
+                self._new_lines(), self._artifacts(job_id),
+                {"unowned_uses": self.coord.unowned_uses, "lapsed_stops": self.coord.lapsed_stops})
 
     def _new_lines(self) -> dict[str, bytes]:
         out = {}
@@ -290,10 +402,11 @@ class ClusterWorker:
         self._stop.set()
         with self._bound():
             self.lifecycle.close()
+            self.coord.close()
             ops.info("worker stopped", extra={"event": "worker_stopped", "pid": os.getpid()})
         lines = self._new_lines()
         self.sinks.close()
         return lines
 
 
-__all__ = ["ClusterWorker", "CoordinatorStore", "LeaseCoordination"]
+__all__ = ["ClusterWorker", "CoordinatorStore", "LeaseCoordination", "PluginSpec", "RoundTrips"]
