@@ -90,6 +90,14 @@ class RunFigures:
     peak_procs: int
     launches: dict[str, int] = field(default_factory=dict)  # launch reason -> count
     load_avg: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after (context only)
+    round_trips: list[tuple[int, float]] = field(default_factory=list)  # Ray: (calls, ms) to the coordinator/job
+    coordinator_service: tuple[int, float] = (0, 0.0)  # Ray: calls the coordinator served, ms spent serving them
+    cdp_commands: list[int] = field(default_factory=list)  # CDP commands per attempt (isolation included)
+
+    @property
+    def cdp_per_job(self) -> float:
+        """Mean CDP commands per attempt (attempts whose connection was replaced are not counted)."""
+        return sum(self.cdp_commands) / len(self.cdp_commands) if self.cdp_commands else 0.0
 
     @property
     def throughput(self) -> float:
@@ -155,20 +163,27 @@ def run_once(config: BenchConfig, *, base_url: str, work: Path, tag: str,
         busy_s=sum(w.get("busy_s", 0.0) for w in summary.per_worker.values()),
         cpu_self_s=s1 - s0, cpu_children_s=c1 - c0, cpu_sampled_s=tree.cpu_s + (s1 - s0),
         peak_rss=tree.peak_rss, peak_procs=tree.peak_procs, launches=logs["launches"],
-        load_avg=(load0, os.getloadavg()[0]))
+        load_avg=(load0, os.getloadavg()[0]), round_trips=logs["round_trips"],
+        coordinator_service=logs["coordinator_service"], cdp_commands=logs["cdp_commands"])
 
 
 def _read_logs(run_dir: Path) -> dict[str, Any]:
     steps: dict[tuple[str, str, str], float] = collections.defaultdict(float)  # (flow, phase, cid) -> ms
     lock_wait: list[float] = []
     attempts_by_flow: dict[str, int] = collections.Counter()
+    round_trips: list[tuple[int, float]] = []
+    cdp_commands: list[int] = []
     for rec in telemetry.read_stream(rundir.stream_path(run_dir, "performance")):
         event = rec.get("event")
         if event == "step_timing":
             key = (str(rec.get("flow")), str(rec.get("phase") or NO_PHASE), str(rec.get("correlation_id")))
             steps[key] += float(rec.get("duration_ms") or 0.0)
+        elif event == "cluster_round_trips":
+            round_trips.append((int(rec.get("round_trips") or 0), float(rec.get("round_trip_ms") or 0.0)))
         elif event == "attempt_timing":
             lock_wait.append(float(rec.get("lock_wait_ms") or 0.0))
+            if isinstance(rec.get("cdp_commands"), int):
+                cdp_commands.append(rec["cdp_commands"])
             attempts_by_flow[str(rec.get("flow"))] += 1
     phase_ms: dict[str, dict[str, list[float]]] = collections.defaultdict(lambda: collections.defaultdict(list))
     for (flow, phase, _cid), ms in steps.items():
@@ -196,13 +211,17 @@ def _read_logs(run_dir: Path) -> dict[str, Any]:
         if end is not None and "slot_released" in ts:
             gaps["release"].append((ts["slot_released"] - end) * 1000)
     launches: dict[str, int] = collections.Counter()
+    service = (0, 0.0)
     for rec in telemetry.read_stream(rundir.stream_path(run_dir, "operational")):
+        if rec.get("event") == "coordinator_service":
+            service = (int(rec.get("calls") or 0), float(rec.get("service_ms") or 0.0))
         if rec.get("message") == "browser started":
             reason = str(rec.get("reason") or "")
             launches[reason.split(":")[0] if reason.startswith(("reconnect", "recycle")) else reason] += 1
     return {"phase_ms": {f: dict(p) for f, p in phase_ms.items()}, "lock_wait_ms": lock_wait,
             "attempts": len(lock_wait), "attempts_by_flow": dict(attempts_by_flow),
-            "credential_attempts": credential_attempts, "gaps": gaps, "launches": dict(launches)}
+            "credential_attempts": credential_attempts, "gaps": gaps, "launches": dict(launches),
+            "round_trips": round_trips, "coordinator_service": service, "cdp_commands": cdp_commands}
 
 
 def pooled(runs: list[RunFigures]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def peer_command(args: argparse.Namespace, console: Console) -> int:
                            "failed": fig.failed, "cpu_s": fig.cpu_s, "cpu_sampled_s": fig.cpu_sampled_s,
                            "peak_rss": fig.peak_rss,
                            "job_ms": [(f, v) for f, vs in fig.job_ms.items() for v in vs],
-                           "launches": sum(fig.launches.values())})
+                           "launches": sum(fig.launches.values()), "cdp_per_job": fig.cdp_per_job})
             console.status(f"round {i}: Drover {fig.throughput:.3f} jobs/s ({fig.failed} failed)")
             d_lat.append(cdp_latency_ms(lat_n))
 
@@ -162,6 +162,9 @@ def compare(drover: list[dict[str, Any]], peer: list[dict[str, Any]], d_lat: lis
         "job_ms": {"drover": flows(drover), "playwright": flows(peer)},
         "browser_launches_per_run": {"drover": [d["launches"] for d in drover], "playwright": workers},
         "failed": {"drover": sum(d["failed"] for d in drover), "playwright": sum(p["failed"] for p in peer)},
+        # Drover's own count (attempt_timing); Playwright's driver protocol is not CDP, so it has none here
+        "cdp_commands_per_job": {"drover": statistics.fmean(d.get("cdp_per_job", 0.0) for d in drover)
+                                 if drover else 0.0},
     }
 
 
@@ -188,6 +191,8 @@ def lines(r: dict[str, Any]) -> list[str]:
            f"Drover {r['cpu_per_job_s']['drover']:.2f} s, Playwright {r['cpu_per_job_s']['playwright']:.2f} s",
            f"peak memory (sum of RSS): Drover {r['peak_rss_mb']['drover']:.0f} MB, "
            f"Playwright {r['peak_rss_mb']['playwright']:.0f} MB",
+           f"CDP commands per job: Drover {r.get('cdp_commands_per_job', {}).get('drover', 0.0):.1f} "
+           "(Playwright: not counted, its driver speaks its own protocol to Chromium)",
            f"browser launches per run: Drover {r['browser_launches_per_run']['drover']}, "
            f"Playwright {r['browser_launches_per_run']['playwright']} (one per worker)"]
     for side in ("drover", "playwright"):

@@ -13,8 +13,8 @@ auto-waiting for clicks, typing one key at a time into text fields
 the step's first alternative, ``aria/NAME[role="R"]`` as
 ``get_by_role(R, name=NAME)``, ``aria/NAME`` as ``get_by_label(NAME)``,
 anything else as CSS.  Isolation mirrors the engine's ``job_isolation``:
-``context``, a fresh ``browser.new_context()`` per job; ``page``, one
-context per worker and a new page per job.
+``context`` (and ``reset``, whose guarantee is a fresh context's), a fresh
+``browser.new_context()`` per job; ``page``, one context per worker and a new page per job.
 
 :func:`pool_run` is the process pool: one forked process per worker, each
 with its own Playwright driver and one browser, taking job numbers from a

@@ -58,7 +58,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help=f"worker processes (default {DEFAULTS['workers']}; smoke 1)")
     p.add_argument("--jobs", type=int, help=f"jobs per run (default {DEFAULTS['jobs']}; smoke 3)")
     p.add_argument("--flows", type=flows_arg, help="comma list of form,canvas (default both; smoke: form)")
-    p.add_argument("--isolation", choices=("context", "page"),
+    p.add_argument("--isolation", choices=("context", "page", "reset"),
                    help="engine.job_isolation for anonymous jobs (default: context)")
     p.add_argument("--backend", choices=("local", "ray"),
                    help="local: forked workers (default); ray: Ray actors (a local Ray instance, started once "
@@ -98,7 +98,7 @@ def _run_set(console: Console, plan: list[tuple[str, BenchConfig]], base_url: st
 
 
 @contextlib.contextmanager
-def _ray_instance(backend: str, console: Console) -> Iterator[None]:
+def _ray_instance(backend: str, console: Console, startups: list[float] | None = None) -> Iterator[None]:
     """For ``--backend ray``: one local Ray instance for all runs (its start-up is not a run's throughput)."""
     if backend != "ray":
         yield
@@ -107,15 +107,89 @@ def _ray_instance(backend: str, console: Console) -> Iterator[None]:
     import ray  # noqa: PLC0415 - optional
 
     t0 = time.monotonic()
-    ray.init(logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
-    console.line(f"Ray start-up: {time.monotonic() - t0:.2f} s")
+    ray.init(address="local", logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
+    startup = time.monotonic() - t0
+    if startups is not None:
+        startups.append(startup)
+    console.line(f"Ray start-up: {startup:.2f} s")
     try:
         yield
     finally:
         ray.shutdown()
 
 
+def _ab_local(args: argparse.Namespace, console: Console, config: BenchConfig, repeat: int) -> int:
+    """``run --backend ray --ab-local``: rounds alternate Ray and local (order flips every round), same workers.
+
+    Each Ray run gets a fresh local instance, started before the run's clock
+    starts (its start-up is reported apart) and shut down after it, so the
+    local runs share the machine with no idle Ray processes.
+    """
+    local = dataclasses.replace(config, backend="local")
+    rounds: list[dict[str, RunFigures]] = []
+    startups: list[float] = []
+    console.line(f"bench run A/B: {config.label()} vs the local backend, {repeat} round(s), order flips each round")
+    with SiteProcess() as site, tempfile.TemporaryDirectory(prefix="drover-bench-") as tmp:
+        for i in range(repeat):
+            order = [("local", local), ("ray", config)] if i % 2 == 0 else [("ray", config), ("local", local)]
+            figs: dict[str, RunFigures] = {}
+            for role, cfg in order:
+                with _ray_instance(cfg.backend, console, startups):
+                    fig = run_once(cfg, base_url=site.base_url, work=Path(tmp), tag=f"{i:02d}-{role}",
+                                   sampler_exclude=(site.pid,))
+                console.line(f"round {i + 1} {role}: {fig.throughput:.3f} jobs/s ({fig.passed} passed, "
+                             f"{fig.failed} failed, {fig.elapsed_s:.1f} s, CPU {fig.cpu_s / max(1, fig.passed):.2f} "
+                             f"s/job)")
+                figs[role] = fig
+            rounds.append(figs)
+    local_t = Spread(tuple(r["local"].throughput for r in rounds))
+    ray_t = Spread(tuple(r["ray"].throughput for r in rounds))
+    cost = Spread(tuple(1 - r["ray"].throughput / r["local"].throughput for r in rounds if r["local"].throughput))
+    trips = [t for r in rounds for t in r["ray"].round_trips]
+    job_ms = [ms for r in rounds for v in r["ray"].job_ms.values() for ms in v]
+    per_job_n = sum(n for n, _ in trips) / len(trips) if trips else 0.0
+    per_job_ms = sum(ms for _, ms in trips) / len(trips) if trips else 0.0
+    mean_job_ms = sum(job_ms) / len(job_ms) if job_ms else 0.0
+    served = [r["ray"].coordinator_service for r in rounds]
+    service_calls = sum(c for c, _ in served)
+    service_ms_per_call = sum(ms for _, ms in served) / service_calls if service_calls else 0.0
+    transport_ms = max(0.0, per_job_ms - per_job_n * service_ms_per_call)  # Ray's share of the round trips
+    console.result(f"throughput: local {local_t.text('.3f')} jobs/s, ray {ray_t.text('.3f')} jobs/s")
+    console.result(f"Ray throughput cost (paired per round): {100 * cost.mean:+.1f}% "
+                   f"(rounds: {', '.join(f'{100 * c:+.1f}%' for c in cost.values)}; target <= 5%)")
+    console.result(f"coordinator round trips per job: {per_job_n:.1f} calls, {per_job_ms:.1f} ms "
+                   f"({100 * per_job_ms / mean_job_ms if mean_job_ms else 0:.1f}% of the mean job time "
+                   f"{mean_job_ms:.0f} ms)")
+    console.result(f"  of which the coordinator's own work (SQLite writes, lease table): "
+                   f"{per_job_n * service_ms_per_call:.1f} ms; Ray's transport: {transport_ms:.1f} ms per job "
+                   f"({100 * transport_ms / mean_job_ms if mean_job_ms else 0:.1f}%)")
+    console.result(f"Ray start-up (ray.init of a local instance): "
+                   f"{', '.join(f'{t:.2f}' for t in startups)} s")
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps({
+            "config": config.as_dict(), "fingerprint": fingerprint(),
+            "rounds": [{role: {"throughput": f.throughput, "elapsed_s": f.elapsed_s, "passed": f.passed,
+                               "failed": f.failed, "cpu_s": f.cpu_s, "round_trips": f.round_trips}
+                        for role, f in r.items()} for r in rounds],
+            "cost": cost.as_dict(), "round_trips_per_job": per_job_n, "round_trip_ms_per_job": per_job_ms,
+            "mean_job_ms": mean_job_ms, "service_ms_per_call": service_ms_per_call,
+            "transport_ms_per_job": transport_ms, "ray_startup_s": startups}, option=orjson.OPT_INDENT_2))
+    failed = sum(f.failed for r in rounds for f in r.values())
+    if failed:
+        console.warn(f"{failed} job(s) failed: the figures count passed jobs only")
+        return EXIT_JOB_FAILURES
+    return EXIT_OK
+
+
 def run_command(args: argparse.Namespace, console: Console) -> int:
+    if getattr(args, "ab_local", False):
+        config = BenchConfig(workers=_pick(args, "workers"), jobs=_pick(args, "jobs"), flows=_pick(args, "flows"),
+                             inject_delay_ms=args.inject_delay_ms, isolation=_pick(args, "isolation"),
+                             backend=_pick(args, "backend"))
+        if config.backend != "ray" or args.compare or args.save_baseline:
+            raise UsageError("--ab-local compares --backend ray with the local backend; it takes no baseline")
+        _check(config, _pick(args, "repeat"))
+        return _ab_local(args, console, config, _pick(args, "repeat"))
     baseline = _gate.load(args.compare, BATCH_VERSION) if args.compare else None
     base_cfg = baseline["config"] if baseline else None
     config = BenchConfig(workers=_pick(args, "workers", base_cfg), jobs=_pick(args, "jobs", base_cfg),

@@ -22,7 +22,8 @@ TOML layout (every key optional)::
     mode = "parallel"        # or "legacy": the sequential rollback path
     heartbeat_timeout = 30.0 # s without a heartbeat before a worker is killed
     drain_grace = 30.0       # s in-flight jobs get after SIGTERM/SIGINT
-    job_isolation = "context"  # "context": a fresh browser context per job; "page": a new page only
+    job_isolation = "context"  # "context": a fresh browser context per job; "page": a new page only;
+                               # "reset": one warm page, reset between jobs to a fresh context's state
     recycle_after_jobs = 200
     max_browser_rss_mb = 0   # 0: no memory-based recycling
     seed = 0                 # jitter streams; 0 = from the run id
@@ -32,10 +33,11 @@ TOML layout (every key optional)::
     backend = "local"        # "local": forked workers; "ray": Ray actors on a cluster (pip install drover[ray])
     ray_address = ""         # the Ray cluster to join ("auto", "HOST:6379"); empty: start a local Ray instance
     lease_ttl = 10.0         # s a cluster lease lasts without a renewal (backend = "ray")
+    extract_max_bytes = 65536  # cap on one job's extracted data (extract steps), as JSON
 
     [browser]
     extra_args = []          # more Chromium flags, e.g. ["--lang=de-DE"]; DevTools stays on 127.0.0.1
-    headless = true          # false is refused for now: the launcher always starts Chromium headless
+    headless = true          # false: a visible window (watching a flow run); needs $DISPLAY or $WAYLAND_DISPLAY
 
     [retry]
     base = 0.5
@@ -57,8 +59,9 @@ from engine.errors import ConfigError
 
 MODES = ("parallel", "legacy")
 BACKENDS = ("local", "ray")
-ISOLATIONS = ("context", "page")
+ISOLATIONS = ("context", "page", "reset")
 BROWSER_BUDGET_BYTES = 350 * 1024 * 1024
+MAX_EXTRACT_BYTES = 4 * 1024 * 1024  # a job's data travels in one store row (and one Ray message on a cluster)
 
 # setting -> the environment variable that sets it (between the command line and the file)
 ENV_SETTINGS: Mapping[str, str] = MappingProxyType({"state_dir": "DROVER_STATE_DIR",
@@ -105,6 +108,7 @@ class Settings:
     backend: str = "local"
     ray_address: str = ""
     lease_ttl: float = 10.0
+    extract_max_bytes: int = 64 * 1024
     browser_extra_args: tuple[str, ...] = ()
     browser_headless: bool = True
 
@@ -143,6 +147,8 @@ def validate(s: Settings) -> list[str]:
         p.append(f"engine.failure_screenshots must be 0 or 1, got {s.failure_screenshots}")
     if s.lease_ttl <= 0:
         p.append("engine.lease_ttl must be > 0")
+    if not 2 <= s.extract_max_bytes <= MAX_EXTRACT_BYTES:
+        p.append(f"engine.extract_max_bytes must be 2 .. {MAX_EXTRACT_BYTES} (4 MiB), got {s.extract_max_bytes}")
     p += _browser_problems(s)
     return p
 
@@ -162,9 +168,8 @@ def _browser_problems(s: Settings) -> list[str]:
             p.append(f"{where}: not settable: {_OWNED_FLAGS[name]}")
         elif name == "--headless":
             p.append(f"{where}: set browser.headless instead")
-    if s.browser_headless is not True:
-        p.append("browser.headless = false is not supported yet: the launcher always starts Chromium headless "
-                 "(navigation.launcher.CHROMIUM_FLAGS)")
+    if not isinstance(s.browser_headless, bool):
+        p.append(f"browser.headless must be true or false, got {s.browser_headless!r}")
     return p
 
 

@@ -72,6 +72,7 @@ class ClientStats:
     """Counters a caller can read at any time (plain ints, owner thread only writes)."""
 
     commands: int = 0
+    by_method: dict[str, int] = field(default_factory=dict)  # commands sent, per CDP method
     events_received: int = 0
     events_dropped: int = 0
     late_responses: int = 0
@@ -178,6 +179,7 @@ class CDPConnection:
         except (OSError, websocket.WebSocketException) as exc:
             raise self._lost(method, exc) from exc
         self.stats.commands += 1
+        self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
 
         deadline = time.monotonic() + (self.default_timeout if timeout is None else timeout)
         while True:

@@ -48,10 +48,12 @@ CHROMIUM_NAMES: tuple[str, ...] = (
     "chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome",
 )
 # The flags that work on our machines (see DEVELOPERS.md).  --headless is
-# the new headless mode; background networking etc. are off because the
-# machines have no network beyond loopback.
+# the new headless mode (left out for ``LaunchSettings(headless=False)``);
+# background networking etc. are off because the machines have no network
+# beyond loopback.
+HEADLESS_FLAG = "--headless"
 CHROMIUM_FLAGS: tuple[str, ...] = (
-    "--headless",
+    HEADLESS_FLAG,
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -92,7 +94,8 @@ class LaunchSettings:
 
     ``user_data_dir=None`` means a fresh temporary profile removed at
     shutdown; a path means a persistent profile (one per credential, for
-    profile isolation) that is kept.
+    profile isolation) that is kept.  ``headless=False`` starts a window
+    (debugging a flow by watching it), which needs a display.
     """
 
     binary: str | None = None
@@ -101,6 +104,7 @@ class LaunchSettings:
     window_size: tuple[int, int] = (1280, 720)
     startup_timeout: float = 30.0
     log_path: str | None = None
+    headless: bool = True
 
 
 @dataclass(slots=True)
@@ -189,9 +193,42 @@ def _ask_to_stop(reaper: subprocess.Popen) -> None:
         log.debug("browser reaper already gone (the browser exited on its own)", extra={"reaper_pid": reaper.pid})
 
 
+DISPLAY_VARIABLES: tuple[str, ...] = ("DISPLAY", "WAYLAND_DISPLAY")
+
+
+def check_display(settings: LaunchSettings, env: dict[str, str] | None = None) -> None:
+    """Refuse a headed launch on a host without a display, at once.
+
+    Why before starting: a headed Chromium with nowhere to draw exits or
+    hangs without announcing DevTools, and the caller would wait the whole
+    ``startup_timeout`` for an error that says nothing about the cause.
+    """
+    env = os.environ if env is None else env
+    if settings.headless or any(env.get(name) for name in DISPLAY_VARIABLES):
+        return
+    raise BrowserLaunchError("browser.headless = false needs a display, and neither $DISPLAY nor $WAYLAND_DISPLAY "
+                             "is set (run under a desktop session or xvfb-run, or set headless = true)")
+
+
+def chromium_args(binary: str, settings: LaunchSettings) -> list[str]:
+    """The browser's command line: Drover's flags (``--headless`` unless headed), DevTools on 127.0.0.1 with
+    port 0, the window size, then ``extra_args`` (validated by the caller: :mod:`engine.config`)."""
+    width, height = settings.window_size
+    flags = [flag for flag in CHROMIUM_FLAGS if settings.headless or flag != HEADLESS_FLAG]
+    return [
+        binary, *flags,
+        "--remote-debugging-address=127.0.0.1",
+        "--remote-debugging-port=0",
+        f"--window-size={width},{height}",
+        *settings.extra_args,
+        "about:blank",
+    ]
+
+
 def launch(settings: LaunchSettings | None = None) -> BrowserProcess:
     """Start Chromium and wait until its DevTools endpoint is announced."""
     settings = settings or LaunchSettings()
+    check_display(settings)
     binary = settings.binary or find_chromium()
     if settings.user_data_dir:
         profile = os.path.abspath(settings.user_data_dir)
@@ -204,15 +241,7 @@ def launch(settings: LaunchSettings | None = None) -> BrowserProcess:
     else:
         temporary = True
         profile_args = ["--temp-profile", PROFILE_PREFIX]  # the reaper makes it, under its own watch
-    width, height = settings.window_size
-    args = [
-        binary, *CHROMIUM_FLAGS,
-        "--remote-debugging-address=127.0.0.1",
-        "--remote-debugging-port=0",
-        f"--window-size={width},{height}",
-        *settings.extra_args,
-        "about:blank",
-    ]
+    args = chromium_args(binary, settings)
     stderr = open(settings.log_path, "ab") if settings.log_path else subprocess.DEVNULL
     started = time.monotonic()
     try:
@@ -295,5 +324,5 @@ def _read_active_port(profile: str, proc: BrowserProcess, deadline: float) -> tu
     raise BrowserLaunchError(f"Chromium (pid {proc.pid}) did not announce its DevTools port in time")
 
 
-__all__ = ["CHROMIUM_FLAGS", "CHROMIUM_NAMES", "PROFILE_PREFIX", "TMP_PREFIX", "LaunchSettings", "BrowserProcess",
-           "find_chromium", "launch"]
+__all__ = ["CHROMIUM_FLAGS", "CHROMIUM_NAMES", "HEADLESS_FLAG", "DISPLAY_VARIABLES", "PROFILE_PREFIX", "TMP_PREFIX",
+           "LaunchSettings", "BrowserProcess", "check_display", "chromium_args", "find_chromium", "launch"]

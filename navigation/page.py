@@ -9,6 +9,7 @@ unless a step needs it.
 from __future__ import annotations
 
 import time
+import urllib.parse
 from importlib import resources
 from typing import Any
 
@@ -19,7 +20,7 @@ from navigation.cdp import CDPConnection, CDPSession
 from navigation.errors import (
     CDPResponseError, CDPTargetClosed, NavigationError, SelectorNotFound, StepError, StepTimeout,
 )
-from navigation.keys import KeyboardState
+from navigation.keys import KeyboardState, press
 
 _RUNTIME_JS = resources.files("navigation").joinpath("js/runtime.js").read_text(encoding="utf-8")
 _INVALID_PARAMS = -32602
@@ -29,7 +30,7 @@ _RUNTIME = "globalThis[Symbol.for('drover.runtime')]"
 class Page:
     """One attached page target with Drover's runtime installed."""
 
-    __slots__ = ("session", "url_hint", "keyboard", "network_enabled", "emulation")
+    __slots__ = ("session", "url_hint", "keyboard", "network_enabled", "emulation", "origins", "overrides")
 
     def __init__(self, session: CDPSession, url_hint: str = "") -> None:
         self.session = session
@@ -37,6 +38,10 @@ class Page:
         self.keyboard = KeyboardState()  # held modifiers and keys, kept across steps
         self.network_enabled = False
         self.emulation = (False, False)  # (mobile, touch) as the last setViewport left them
+        # What ``reset`` isolation must undo: every origin a frame of this page showed, and the
+        # per-target overrides steps sent (Emulation.*, Network.emulateNetworkConditions).
+        self.origins: set[str] = set()
+        self.overrides: set[str] = set()
 
     @property
     def modifiers(self) -> int:
@@ -52,7 +57,24 @@ class Page:
         return cls(session, url_hint)
 
     def send(self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None) -> dict:
+        if method in _OVERRIDES:
+            self.overrides.add(method)
         return self.session.send(method, params, timeout=timeout)
+
+    def note_navigations(self) -> None:
+        """Take this page's buffered ``Page.frameNavigated`` events, remembering each frame's origin.
+
+        Why here: a navigation watch discards earlier navigation events, and ``reset`` isolation needs
+        every origin a job's frames showed (redirect hops leave only cookies and cache, which it clears
+        for the whole context)."""
+        for ev in self.session.pop_events("Page.frameNavigated"):
+            self.note_frame(ev.params.get("frame"))
+
+    def note_frame(self, frame: Any) -> None:
+        if isinstance(frame, dict):
+            origin = frame.get("securityOrigin") or origin_of(str(frame.get("url") or ""))
+            if origin and origin != "://" and origin != "null":
+                self.origins.add(origin)
 
     def evaluate(self, expression: str, *, timeout: float | None = None, await_promise: bool = True,
                  user_gesture: bool = False) -> Any:
@@ -143,7 +165,16 @@ class Page:
         return node["frame"]["id"]
 
 
-_NAV_EVENTS = ("Page.frameNavigated", "Page.navigatedWithinDocument", "Page.frameStoppedLoading")
+_NAV_EVENTS = ("Page.navigatedWithinDocument", "Page.frameStoppedLoading")
+# Per-target overrides a step may send; ``reset`` isolation undoes those a job sent.
+_OVERRIDES = frozenset({"Emulation.setDeviceMetricsOverride", "Emulation.setTouchEmulationEnabled",
+                        "Network.emulateNetworkConditions"})
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of an http(s) URL; "" for about:, data:, blob: and the like."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
 class NavigationWatch:
@@ -163,6 +194,7 @@ class NavigationWatch:
         self.page = page
         self.path = tuple(path)
         self.frame_id = page.frame_id(self.path)
+        page.note_navigations()
         for method in _NAV_EVENTS:
             page.session.pop_events(method)  # events of earlier navigations say nothing about this step
 
@@ -178,6 +210,7 @@ class NavigationWatch:
             first = session.wait_for_event(("Page.frameNavigated", "Page.navigatedWithinDocument"), self._mine,
                                            timeout=max(0.0, deadline - time.monotonic()))
             if first.method == "Page.frameNavigated":
+                self.page.note_frame(first.params.get("frame"))
                 session.wait_for_event("Page.frameStoppedLoading", self._mine,
                                        timeout=max(0.0, deadline - time.monotonic()))
         return self.page.location(self.path)
@@ -197,6 +230,11 @@ class Pages:
         session = connection.new_page("about:blank", browser_context_id=browser_context_id)
         return cls(connection, Page.setup(session), browser_context_id)
 
+    @classmethod
+    def around(cls, page: Page, *, browser_context_id: str | None = None) -> "Pages":
+        """The pages of a run on a page its caller owns (a warm page, or one opened ahead of the job)."""
+        return cls(page.session.connection, page, browser_context_id)
+
     def get(self, target: str, timeout: float) -> Page:
         """The page for a step's ``target``: ``main`` or the page whose URL matches exactly."""
         if target == "main":
@@ -210,6 +248,7 @@ class Pages:
             for info in self.connection.send("Target.getTargets")["targetInfos"]:
                 if info.get("type") == "page" and info.get("url") == target:
                     page = Page.setup(self.connection.attach(info["targetId"]), target)
+                    page.note_frame({"url": target})
                     self._by_url[target] = page
                     return page
             if time.monotonic() >= deadline:
@@ -255,6 +294,10 @@ class Pages:
             return
         self._by_url = {url: p for url, p in self._by_url.items() if p is not page}
 
+    def popups(self) -> list[Page]:
+        """The popups steps attached to (their navigations name origins ``reset`` must clear)."""
+        return list(self._by_url.values())
+
     def close_all(self) -> None:
         """Close every page this run opened (popups and main)."""
         main = self.main.session.target_id
@@ -278,4 +321,109 @@ class Pages:
         self._by_url.clear()
 
 
-__all__ = ["Page", "Pages", "NavigationWatch"]
+class WarmPage:
+    """``reset`` isolation: one page in a long-lived browser context, returned between jobs to what a
+    fresh context's new page would be.
+
+    Why: a new browser context and its renderer are most of a short job's cost in Chromium, and a
+    reset that clears what a job left is far cheaper.  :meth:`reset` clears, for the whole context,
+    cookies (``Storage.clearCookies``), granted permissions (``Browser.resetPermissions``) and the
+    HTTP cache (``Network.clearBrowserCache``); for every origin a frame of the job showed (main
+    page and attached popups, redirect targets included: see :meth:`Page.note_navigations`) all
+    origin storage — localStorage, IndexedDB, Cache Storage, service workers, … —
+    (``Storage.clearDataForOrigin``) and the page's sessionStorage (``DOMStorage.clear``); it closes
+    every other page of the context (popups), undoes the per-target overrides the job sent
+    (viewport, touch, network conditions), releases held keys, and returns the page to
+    ``about:blank`` with ``window.name`` empty and a one-entry history
+    (``Page.resetNavigationHistory``).  What it cannot reset it reports (:meth:`reset` returns the
+    reason) so the caller replaces the context instead: a download, a page or frame in another
+    process (a cross-site iframe, whose storage is partitioned and whose navigations this page's
+    session does not see), a worker of an origin it did not track.
+    """
+
+    __slots__ = ("connection", "context_id", "page", "jobs")
+
+    def __init__(self, connection: CDPConnection, context_id: str, page: Page) -> None:
+        self.connection = connection
+        self.context_id = context_id
+        self.page = page
+        self.jobs = 0
+
+    @classmethod
+    def open(cls, connection: CDPConnection) -> "WarmPage":
+        context_id = connection.send("Target.createBrowserContext", {"disposeOnDetach": True})["browserContextId"]
+        session = connection.new_page("about:blank", browser_context_id=context_id)
+        return cls(connection, context_id, Page.setup(session))
+
+    def dispose(self) -> None:
+        """Close the context and everything in it (its pages, workers and storage)."""
+        if not self.connection.closed:
+            self.connection.send("Target.disposeBrowserContext", {"browserContextId": self.context_id}, timeout=10)
+
+    def reset(self, pages: Pages | None = None, *, timeout: float = 10.0) -> str | None:
+        """Clear what the last job left; ``None`` when done, else why this context cannot be reused."""
+        page, conn, session = self.page, self.connection, self.page.session
+        self.jobs += 1
+        page.note_navigations()
+        for popup in (pages.popups() if pages is not None else ()):
+            popup.note_navigations()
+            page.origins |= popup.origins
+        if session.pop_events("Page.downloadWillBegin"):
+            return "a download began"
+        main = session.target_id
+        others = []
+        for info in conn.send("Target.getTargets", timeout=timeout)["targetInfos"]:
+            if info.get("browserContextId") != self.context_id or info.get("targetId") == main:
+                continue
+            kind, origin = info.get("type"), origin_of(str(info.get("url") or ""))
+            if kind == "iframe":
+                return f"a frame in another process ({origin or 'no origin'})"
+            if kind == "page":
+                others.append(info["targetId"])
+                if origin:
+                    page.origins.add(origin)
+            elif origin and origin not in page.origins:
+                return f"a {kind} of an origin no frame showed ({origin})"
+        for target_id in others:
+            try:
+                conn.send("Target.closeTarget", {"targetId": target_id}, timeout=timeout)
+            except CDPResponseError as exc:
+                if exc.code != _INVALID_PARAMS:  # -32602: closed meanwhile
+                    raise
+        for code in sorted(page.keyboard.pressed):  # keys a job left down: a new page holds none
+            session.send("Input.dispatchKeyEvent", press(page.keyboard, code, "up"), timeout=timeout)
+        page.keyboard = KeyboardState()
+        session.pop_events("Page.loadEventFired")
+        result = session.send("Page.navigate", {"url": "about:blank"}, timeout=timeout)
+        if result.get("errorText"):
+            return f"could not return to about:blank: {result['errorText']}"
+        session.wait_for_event("Page.loadEventFired", timeout=timeout)
+        for origin in sorted(page.origins):
+            session.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"}, timeout=timeout)
+        conn.send("Storage.clearCookies", {"browserContextId": self.context_id}, timeout=timeout)
+        conn.send("Browser.resetPermissions", {"browserContextId": self.context_id}, timeout=timeout)
+        session.send("Network.clearBrowserCache", timeout=timeout)
+        if "Emulation.setDeviceMetricsOverride" in page.overrides:
+            session.send("Emulation.clearDeviceMetricsOverride", timeout=timeout)
+        if "Emulation.setTouchEmulationEnabled" in page.overrides and page.emulation[1]:
+            session.send("Emulation.setTouchEmulationEnabled", {"enabled": False}, timeout=timeout)
+        if page.network_enabled:
+            if "Network.emulateNetworkConditions" in page.overrides:
+                session.send("Network.emulateNetworkConditions", {
+                    "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+                    timeout=timeout)
+            session.send("Network.disable", timeout=timeout)
+            page.network_enabled = False
+        # window.name and history: the about:blank document, then one history entry, as a new page has.
+        session.send("Runtime.evaluate", {"expression": "window.name = ''"}, timeout=timeout)
+        session.send("Page.resetNavigationHistory", timeout=timeout)
+        page.origins.clear()
+        page.overrides.clear()
+        page.emulation = (False, False)
+        conn.pop_events(session_id=session.session_id)
+        for popup in (pages.popups() if pages is not None else ()):
+            conn.pop_events(session_id=popup.session.session_id)
+        return None
+
+
+__all__ = ["Page", "Pages", "NavigationWatch", "WarmPage", "origin_of"]

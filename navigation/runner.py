@@ -25,7 +25,7 @@ from navigation.errors import (
     StepError,
 )
 from navigation.flow.records import Flow, SecretRef, Step
-from navigation.page import NavigationWatch, Pages
+from navigation.page import NavigationWatch, Page, Pages
 from navigation.redaction import capture_png
 from navigation.steps.builtin import default_registry
 from navigation.steps.registry import StepContext, StepOutcome, StrategyRegistry, substitute
@@ -59,6 +59,8 @@ class FlowResult:
     error_category: str | None = None
     failed_step: int | None = None
     artifacts: tuple[str, ...] = ()
+    # What the flow's ``extract`` steps kept (name -> JSON value), masked with every secret the flow used.
+    data: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def phase_ms(self) -> dict[str, float]:
@@ -126,6 +128,7 @@ class FlowRunner:
         self.failure_screenshots = failure_screenshots
         self.strict = self.registry.strict if strict is None else strict
         self._warned: set[tuple[str, int]] = set()
+        self.last_pages: Pages | None = None  # the pages of the last run (its caller resets a page it owns)
 
     def check(self, flow: Flow) -> None:
         """Refuse a flow with a step nobody can run, before touching the browser.
@@ -148,20 +151,27 @@ class FlowRunner:
                 **current()})
 
     def run(self, flow: Flow, connection: CDPConnection, *, artifacts_dir: str | Path,
-            variables: Mapping[str, str] | None = None, browser_context_id: str | None = None) -> FlowResult:
+            variables: Mapping[str, str] | None = None, browser_context_id: str | None = None,
+            page: Page | None = None) -> FlowResult:
+        """Run ``flow`` on a new page, or on ``page`` when the caller owns one (a warm page of ``reset``
+        isolation, or a page opened ahead of the job): then the caller, not the run, closes or resets
+        the run's pages (:attr:`last_pages`)."""
         self.check(flow)
         artifacts = Path(artifacts_dir)
         masker = Masker()
         started = time.monotonic()
         results: list[StepResult] = []
-        pages = Pages.open(connection, browser_context_id=browser_context_id)
+        pages = (Pages.open(connection, browser_context_id=browser_context_id) if page is None
+                 else Pages.around(page, browser_context_id=browser_context_id))
+        self.last_pages = pages
         failure: tuple[Step, NavigationError] | None = None
+        extracted: dict[str, object] = {}
         try:
             for step in flow.steps:
                 t0 = time.monotonic()
                 outcome: StepOutcome | None = None
                 try:
-                    outcome = self._run_step(step, flow, pages, artifacts, variables or {}, masker)
+                    outcome = self._run_step(step, flow, pages, artifacts, variables or {}, masker, extracted)
                 except NavigationError as exc:
                     failure = (step, exc)
                 result = self._step_result(step, flow, outcome, (time.monotonic() - t0) * 1000,
@@ -175,11 +185,12 @@ class FlowRunner:
             if failure is not None and not isinstance(failure[1], CDPConnectionLost):
                 written = self._failure_artifacts(pages, failure[0], artifacts, masker, self.failure_screenshots)
         finally:
-            if not connection.closed:
+            if page is None and not connection.closed:
                 pages.close_all()
         duration = (time.monotonic() - started) * 1000
+        data = masker.redactor.mask_data(extracted) if extracted else {}
         if failure is None:
-            return FlowResult(flow.source, flow.title, True, duration, tuple(results))
+            return FlowResult(flow.source, flow.title, True, duration, tuple(results), data=data)
         step, exc = failure
         message = masker(str(exc))
         if getattr(exc, "index", None) is None:
@@ -190,12 +201,12 @@ class FlowRunner:
             "event": "step_failed", "step": step.timing_key, "error_category": type(exc).category,
             "error": message, "flow": flow.title, "flow_source": flow.source, **current()})
         return FlowResult(flow.source, flow.title, False, duration, tuple(results), error=message,
-                          error_category=type(exc).category, failed_step=step.index, artifacts=written)
+                          error_category=type(exc).category, failed_step=step.index, artifacts=written, data=data)
 
     # -- internals -----------------------------------------------------------
 
     def _run_step(self, step: Step, flow: Flow, pages: Pages, artifacts: Path,
-                  variables: Mapping[str, str], masker: Masker) -> StepOutcome:
+                  variables: Mapping[str, str], masker: Masker, extracted: dict[str, object]) -> StepOutcome:
         strategy = self.registry.strategy_for(step)
         if strategy is None:  # check() ran, but a registry may have changed since
             raise StepError("no step strategy handles this step", index=step.index, step_type=step.type)
@@ -203,7 +214,7 @@ class FlowRunner:
         page = pages.get(substitute(step.target, variables), step.timeout / 1000)
         ctx = StepContext(pages=pages, page=page, artifacts_dir=artifacts, variables=variables,
                           resolve_secret=self.resolve_secret, remember_secret=masker.add, deadline=deadline,
-                          secret_forms=masker.forms)
+                          secret_forms=masker.forms, extracted=extracted)
         navigation_asserted = [e for e in step.asserted_events if e.type == "navigation"]
         watch = NavigationWatch(page, step.frame) if navigation_asserted else None
         outcome = strategy.run(step, ctx)

@@ -26,6 +26,7 @@ from navigation.legacy import REGISTRY
 from navigation.lifecycle import BrowserLifecycle, LifecycleSettings
 from navigation.runner import FlowRunner
 from navigation.steps import build_registry
+from navigation.steps.builtin import MAX_EXTRACTED_BYTES, ExtractStrategy
 
 # Retries are bounded by each job's own ``retries``; the profile only shapes the delays between them.
 RETRY_ATTEMPTS_CAP = 21
@@ -36,8 +37,9 @@ def retry_profile(s: Settings) -> BackoffProfile:
 
 
 def lifecycle_settings(s: Settings) -> LifecycleSettings:
-    """``[browser] extra_args`` reach every browser a worker starts (validated in :mod:`engine.config`)."""
-    return LifecycleSettings(launch=LaunchSettings(extra_args=s.browser_extra_args),
+    """``[browser] extra_args`` and ``headless`` reach every browser a worker starts (validated in
+    :mod:`engine.config`)."""
+    return LifecycleSettings(launch=LaunchSettings(extra_args=s.browser_extra_args, headless=s.browser_headless),
                              recycle_after_jobs=s.recycle_after_jobs,
                              max_rss_bytes=s.max_browser_rss_mb * 1024 * 1024)
 
@@ -62,9 +64,12 @@ def build_executor(s: Settings, place: ExecutorPlace, *, store: ResultsStore, li
                    credentials: CredentialStore, coordination: Coordination, worker_name: str,
                    profile_owner: str | None = None) -> JobExecutor:
     """The :class:`JobExecutor` of every path, from the settings."""
+    registry = build_registry()
+    if s.extract_max_bytes != MAX_EXTRACTED_BYTES:  # [engine] extract_max_bytes: in front of the default one
+        registry.register(ExtractStrategy(max_bytes=s.extract_max_bytes), first=True)
     return JobExecutor(
         run_id=place.run_id, run_dir=place.run_dir, state_dir=place.state_dir, batch=place.batch, store=store,
-        lifecycle=lifecycle, runner=FlowRunner(build_registry(), resolve_secret=credentials.resolve,
+        lifecycle=lifecycle, runner=FlowRunner(registry, resolve_secret=credentials.resolve,
                                                failure_screenshots=bool(s.failure_screenshots)),
         legacy=REGISTRY, credentials=credentials, coordination=coordination, worker_name=worker_name,
         retry_profile=retry_profile(s), seed=place.seed, isolation=s.job_isolation, profile_owner=profile_owner)

@@ -33,6 +33,7 @@ from navigation.credentials import CredentialStore
 from navigation.errors import NavigationError
 from navigation.legacy import LegacyRegistry
 from navigation.lifecycle import BrowserLifecycle
+from navigation.page import Page, WarmPage
 from navigation.runner import FlowResult, FlowRunner
 
 domain = stream_logger("domain", __name__)
@@ -116,6 +117,8 @@ class JobExecutor:
         self.sleep = sleep
         # whose credential profiles these are: the worker name, or on a cluster node and worker
         self.profile_owner = profile_owner or worker_name
+        self._warm: WarmPage | None = None    # reset isolation: the warm page of the long-lived context
+        self._spare: WarmPage | None = None   # context isolation: the first job's context, opened by warm()
 
     def flow_name(self, job: Job) -> str:
         """A stable name for per-flow figures: the flow's title, or ``legacy:NAME``."""
@@ -168,8 +171,13 @@ class JobExecutor:
             domain.info("attempt started", extra={"event": "attempt_started", "job_id": job.id, "attempt": attempt,
                                                   "flow": job.flow_key, "epoch": lease.epoch, **current()})
             t0 = time.monotonic()
+            conn0 = self.lifecycle.connection
+            sent0 = conn0.stats.commands if conn0 is not None else 0
             result = self._run_flow(job, attempt)
             ms = (time.monotonic() - t0) * 1000
+            # CDP commands the attempt sent (isolation included); unknown when the connection was replaced
+            conn1 = self.lifecycle.connection
+            commands = conn1.stats.commands - sent0 if conn1 is not None and conn1 is conn0 else None
             retry = not result.ok and not final_try and (result.error_category or "navigation") in RETRYABLE
             outcome = "passed" if result.ok else ("retry" if retry else "failed")
             total_ms = (time.monotonic() - job_started) * 1000
@@ -182,7 +190,7 @@ class JobExecutor:
                     matched=result.matched_selectors,
                     steps=[{"key": s.timing_key, "type": s.type, "phase": s.phase, "ms": round(s.duration_ms, 3),
                             "ok": s.ok, "matched": s.matched_selector} for s in result.steps],
-                    artifacts=list(result.artifacts))
+                    artifacts=list(result.artifacts), data=dict(result.data) or None)
             except DuplicateOutcome as exc:
                 duplicate = True
                 domain.error("duplicate outcome refused", extra={"event": "duplicate_outcome", "job_id": job.id,
@@ -195,6 +203,7 @@ class JobExecutor:
             perf.info("attempt timing", extra={"event": "attempt_timing", "job_id": job.id, "attempt": attempt,
                                                "flow": result.title, "duration_ms": round(ms, 3),
                                                "lock_wait_ms": round(lock_wait * 1000, 3), "ok": result.ok,
+                                               "cdp_commands": commands,
                                                **current()})
             if retry:
                 domain.warning("attempt failed, will retry", extra={
@@ -223,7 +232,8 @@ class JobExecutor:
                 conn = self.lifecycle.ensure_profile(profile_dir(self.state_dir, job.credential, self.profile_owner))
             else:
                 conn = self.lifecycle.ensure_profile(None)
-            with self._isolated(conn, job.credential is None) as context_id:
+            legacy = job.legacy is not None or job.flow_key not in self.batch.flows
+            with self._isolated(conn, job.credential is None, legacy) as (context_id, page):
                 if job.legacy is not None:
                     return self.legacy.run(job.legacy, conn, artifacts_dir=artifacts, variables=variables,
                                            resolve_secret=self.credentials.resolve, timeout=job.timeout,
@@ -239,7 +249,7 @@ class JobExecutor:
                                            resolve_secret=self.credentials.resolve, timeout=job.timeout,
                                            browser_context_id=context_id)
                 return self.runner.run(flow, conn, artifacts_dir=artifacts, variables=variables,
-                                       browser_context_id=context_id)
+                                       browser_context_id=context_id, page=page)
         except DroverError as exc:
             return FlowResult(job.flow_key, job.flow_key, False, 0.0, (), error=str(exc),
                               error_category=type(exc).category)
@@ -247,17 +257,88 @@ class JobExecutor:
             self._after_job()
 
     @contextlib.contextmanager
-    def _isolated(self, conn: CDPConnection, anonymous: bool) -> Iterator[str | None]:
-        """A fresh browser context per anonymous job (``isolation = "context"``); none otherwise."""
-        if self.isolation != "context" or not anonymous:
-            yield None
+    def _isolated(self, conn: CDPConnection, anonymous: bool, legacy: bool) -> Iterator[tuple[str | None, Page | None]]:
+        """The job's browser context and, when one is ready, its page (``None``: the runner opens one).
+
+        ``context``: a fresh context per anonymous job (the one :meth:`warm` opened ahead, if any).
+        ``reset``: the warm page of a long-lived context, reset after the job to a fresh context's
+        state (:class:`~navigation.page.WarmPage`); what it cannot reset, or a legacy flow (whose
+        pages it does not see), costs a fresh context instead.  ``page`` and credential jobs: none.
+        """
+        if not anonymous or self.isolation == "page":
+            yield None, None
             return
-        context_id = conn.send("Target.createBrowserContext", {"disposeOnDetach": True})["browserContextId"]
+        if self.isolation == "reset" and not legacy:
+            warm = self._warm_page(conn)
+            try:
+                yield warm.context_id, warm.page
+            finally:
+                self._reset(warm)
+            return
+        fresh, self._spare = self._spare, None
+        if fresh is None or fresh.connection is not conn:
+            fresh = WarmPage.open(conn)  # the context and its page: disposing it closes all its pages at once
         try:
-            yield context_id
+            yield fresh.context_id, (None if legacy else fresh.page)
         finally:
             if not conn.closed:
-                conn.send("Target.disposeBrowserContext", {"browserContextId": context_id})
+                fresh.dispose()
+                self._drop_events(conn, fresh.page)
+
+    def _drop_events(self, conn: CDPConnection, main: Page) -> None:
+        """Events of a disposed context's sessions can never be read; on a connection that serves job after
+        job they would only fill its buffer."""
+        pages = self.runner.last_pages
+        popups = pages.popups() if pages is not None and pages.main is main else []
+        for page in (main, *popups):
+            conn.pop_events(session_id=page.session.session_id)
+
+    def warm(self) -> None:
+        """Warm start: the browser and the first job's context and page, before the first job is asked for.
+
+        Under the session lease like any attempt (every CDP command passes the ownership guard); a
+        failure is logged and left to the first attempt, which starts the browser as it always did.
+        """
+        try:
+            with self.coordination.session():
+                conn = self.lifecycle.ensure_profile(None)
+                if self.isolation == "reset":
+                    self._warm_page(conn)
+                elif self.isolation == "context":
+                    self._spare = WarmPage.open(conn)
+        except NavigationError as exc:
+            ops.warning("warm start failed; the first job starts the browser", extra={
+                "event": "warm_start_failed", "error": str(exc), **current()})
+
+    def _warm_page(self, conn: CDPConnection) -> WarmPage:
+        warm = self._warm
+        if warm is None or warm.connection is not conn or conn.closed:
+            warm = self._warm = WarmPage.open(conn)
+        return warm
+
+    def _reset(self, warm: WarmPage) -> None:
+        if warm.connection.closed:
+            self._warm = None
+            return
+        try:
+            why = warm.reset(self.runner.last_pages if self.runner.last_pages is not None
+                             and self.runner.last_pages.main is warm.page else None)
+        except NavigationError as exc:
+            why = f"reset failed: {exc}"
+        if why is None:
+            return
+        ops.info("warm page replaced by a fresh context", extra={"event": "isolation_fallback", "reason": why,
+                                                                 **current()})
+        self._warm = None
+        self._dispose(warm)
+
+    @staticmethod
+    def _dispose(warm: WarmPage) -> None:
+        try:
+            warm.dispose()
+        except NavigationError as exc:
+            ops.warning("browser context not disposed", extra={"event": "dispose_failed", "error": str(exc),
+                                                               **current()})
 
     def _recover(self, reason: str) -> None:
         try:

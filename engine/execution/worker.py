@@ -159,6 +159,7 @@ def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
                                            coordination=coord, worker_name=name)
         ops.info("worker started", extra={"event": "worker_started", "pid": os.getpid()})
         try:
+            executor.warm()  # browser, context and page ready before the first "ready"
             while not stop.is_set():
                 conn.send(("ready", spec.index))
                 try:

@@ -3,14 +3,16 @@
 One owner for the SQL shape (:mod:`engine.records.store` writes and
 reads through it; :mod:`engine.records.reader` is the read-only view the
 monitor uses).  Schema 2 added fencing (``fences``, ``generations``,
-``refusals``) and ``outcomes.epoch``; an older store is migrated on open.
+``refusals``) and ``outcomes.epoch``; schema 3 added ``outcomes.data``
+(the job's extracted data, a JSON object, written with the outcome in
+the same fenced transaction).  An older store is migrated on open.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FINAL_OUTCOMES = ("passed", "failed")
 ATTEMPT_OUTCOMES = ("passed", "failed", "retry", "interrupted", "lost")
 
@@ -64,6 +66,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     worker      TEXT NOT NULL,
     recorded_at REAL NOT NULL,
     epoch       INTEGER NOT NULL DEFAULT 0,
+    data        TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (run_id, job_id),
     FOREIGN KEY (run_id, job_id) REFERENCES jobs(run_id, job_id)
 );
@@ -94,8 +97,9 @@ CREATE TABLE IF NOT EXISTS refusals (
     at       REAL NOT NULL
 );
 """
-# Columns added after schema 1; an older store gets them on open.
-MIGRATIONS = (("outcomes", "epoch", "INTEGER NOT NULL DEFAULT 0"),)
+# Columns added after schema 1 (epoch: 2, data: 3); an older store gets them on open, its rows kept.
+MIGRATIONS = (("outcomes", "epoch", "INTEGER NOT NULL DEFAULT 0"),
+              ("outcomes", "data", "TEXT NOT NULL DEFAULT '{}'"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,8 +258,13 @@ class ResultsStore(FencingMixin):
                        final: bool, worker: str, category: str | None = None, error: str | None = None,
                        duration_ms: float | None = None, job_duration_ms: float | None = None,
                        matched: dict[str, str] | None = None, steps: list[dict[str, Any]] | None = None,
-                       artifacts: list[str] | None = None) -> None:
+                       artifacts: list[str] | None = None, data: dict[str, Any] | None = None) -> None:
         """End an attempt and, when ``final``, record the job's outcome — in one transaction, fenced.
+
+        ``data`` is the job's extracted data (name -> JSON value, already
+        masked and capped by the worker); it is stored with the final
+        outcome only, so a refused or duplicate writer stores none and a
+        job's data is that of its one final attempt.
 
         Raises :class:`StaleLease` (and records the refusal) when the lease
         is below its fence or the attempt was already closed by someone
@@ -287,9 +292,9 @@ class ResultsStore(FencingMixin):
                     try:
                         self._db.execute(
                             "INSERT INTO outcomes(run_id, job_id, outcome, attempts, category, error, duration_ms, "
-                            "worker, recorded_at, epoch) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            "worker, recorded_at, epoch, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                             (run_id, job_id, outcome, attempt, category, error, job_duration_ms, worker,
-                             time.time(), lease.epoch))
+                             time.time(), lease.epoch, orjson.dumps(data or {}).decode()))
                     except sqlite3.IntegrityError as exc:
                         if exc.sqlite_errorname != "SQLITE_CONSTRAINT_PRIMARYKEY":
                             raise
@@ -397,21 +402,28 @@ class ResultsStore(FencingMixin):
     # -- export ------------------------------------------------------------------
 
     def export_rows(self, run_id: str) -> list[dict[str, Any]]:
-        """One row per job: its final outcome (or ``pending``) and attempt count."""
+        """One row per job: its final outcome (or ``pending``), attempt count and extracted ``data`` (an object)."""
         rows = self._db.execute(
             "SELECT j.job_id, j.line, j.flow, COALESCE(o.outcome, 'pending'), "
             "(SELECT COUNT(*) FROM attempts a WHERE a.run_id = j.run_id AND a.job_id = j.job_id), "
-            "o.category, o.error, o.duration_ms, o.worker FROM jobs j LEFT JOIN outcomes o "
+            "o.category, o.error, o.duration_ms, o.worker, COALESCE(o.data, '{}') FROM jobs j LEFT JOIN outcomes o "
             "ON o.run_id = j.run_id AND o.job_id = j.job_id WHERE j.run_id = ? ORDER BY j.line", (run_id,)).fetchall()
         keys = ("job_id", "line", "flow", "outcome", "attempts", "category", "error", "duration_ms", "worker")
-        return [dict(zip(keys, r)) for r in rows]
+        return [{**dict(zip(keys, r[:9])), "data": orjson.loads(r[9])} for r in rows]
 
     def export_csv(self, run_id: str) -> str:
+        """The rows as CSV: the fixed columns, then one ``data.NAME`` column per extracted name (JSON-encoded
+        values, empty where a job has none), in first-seen order."""
         rows = self.export_rows(run_id)
+        names = list(dict.fromkeys(name for r in rows for name in r["data"]))
+        flat = [{**{k: v for k, v in r.items() if k != "data"},
+                 **{f"data.{n}": orjson.dumps(r["data"][n]).decode() for n in names if n in r["data"]}}
+                for r in rows]
+        fields = [k for k in rows[0] if k != "data"] + [f"data.{n}" for n in names] if rows else ["job_id"]
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["job_id"])
+        writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(flat)
         return buf.getvalue()
 
     def _transaction(self) -> "_Tx":

@@ -51,6 +51,7 @@ from engine.errors import ReportError, StateBusy
 from engine.evidence.failures import build_failure_matrix
 from engine.evidence.report import build_evidence
 from engine.execution.runs import PreparedRun, RunRequest, build_supervisor, prepare
+from engine.evidence.outputs.metrics import soak_figures, write_metrics
 from engine.evidence.slo import SLOSpec, load_slo
 from engine.soak.watch import MemoryTrack, SoakHooks, read_windows
 from engine.records.store import ResultsStore
@@ -77,6 +78,7 @@ class SoakSettings:
     slo_path: str | None = None
     webhook: str | None = None
     rollback_drill: bool = False
+    metrics_path: str | None = None  # rewritten (atomically) at every window; the CLI writes the final one
 
 
 class SoakBusy(StateBusy):
@@ -201,6 +203,7 @@ class _Soak:
         self.run_dir = prepared.run_dir
         self.stop_requested = False
         self.workers_n = settings.effective_workers
+        self.started_wall = time.time()
 
     def run(self) -> SoakResult:
         prepared, soak, run_dir = self.prepared, self.soak, self.run_dir
@@ -212,6 +215,7 @@ class _Soak:
         alerts = AlertManager.from_spec(self.spec, sinks, run_id=prepared.run_id)
         installed = streams.install(run_dir)
         started_wall, started = time.time(), time.monotonic()
+        self.started_wall = started_wall
         store = ResultsStore(prepared.store_path)
         store_ids = set(store.job_ids(prepared.run_id))  # the first cycle was recorded by prepare()
         scheduler = CyclingScheduler(prepared.batch, store, prepared.run_id,
@@ -219,7 +223,8 @@ class _Soak:
         sample_s = max(0.5, min(MAX_SAMPLE_S, self.window_s / 4))
         memory = MemoryTrack(started_wall, settle_s=min(MEMORY_SETTLE_S, soak.duration_s / 10))
         hooks = SoakHooks(window_s=self.window_s, alerts=alerts, run_dir=run_dir, started=started_wall,
-                          scheduler=scheduler, sample_s=sample_s, memory=memory)
+                          scheduler=scheduler, sample_s=sample_s, memory=memory,
+                          on_window=self._window_metrics if soak.metrics_path else None)
         end = started + soak.duration_s
         if soak.rollback_drill:
             phases = [_Phase("parallel", started + DRILL_TO_LEGACY * soak.duration_s),
@@ -318,6 +323,27 @@ class _Soak:
         domain.warning("rollback drill: switched back to the parallel path", extra={"event": "rollback_drill",
                                                                                     "to": "parallel"})
 
+    # -- metrics --------------------------------------------------------------------------
+
+    def _window_metrics(self, hooks: SoakHooks, sup: Any, now: float) -> None:
+        """Rewrite the ``--metrics`` file with the soak's figures so far (``status="running"``), so a scraper
+        sees a live soak move window by window; a write that fails is logged and the soak goes on."""
+        path = self.soak.metrics_path
+        assert path is not None
+        so_far = rundir.SoakSummary(run_id=self.prepared.run_id, started_at=self.started_wall, ended_at=now,
+                                    workers=self.workers_n, mode=self._mode(), status="running",
+                                    aggregate=hooks.running_total(sup, now))
+        figures = dataclasses.replace(soak_figures(so_far, self.prepared.store_path, backend=self.settings.backend),
+                                      windows=hooks.windows_closed)
+        try:
+            write_metrics(path, figures)
+        except OSError as exc:
+            ops.error("soak metrics file not written", extra={"event": "metrics_failed", "path": path,
+                                                               "error": exc.strerror, "windows": hooks.windows_closed})
+
+    def _mode(self) -> str:
+        return "parallel+rollback-drill" if self.soak.rollback_drill else "parallel"
+
     # -- summary --------------------------------------------------------------------------
 
     def _summary(self, store: ResultsStore, scheduler: CyclingScheduler, hooks: SoakHooks, alerts: AlertManager,
@@ -328,7 +354,7 @@ class _Soak:
         return rundir.SoakSummary(
             run_id=p.run_id, started_at=started, ended_at=ended, target_duration_s=self.soak.duration_s,
             window_s=self.window_s, workers=self.workers_n,
-            mode="parallel+rollback-drill" if self.soak.rollback_drill else "parallel",
+            mode=self._mode(),
             status=status, halt_reason=hooks.halted, cycles=scheduler.cycle,
             batch=rundir.BatchInfo(str(batch_path), _sha256(batch_path), len(p.batch.jobs)),
             windows=read_windows(self.run_dir), aggregate=aggregate, throughput=_throughputs(phases, aggregate),

@@ -28,7 +28,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import psutil
 
@@ -198,8 +198,12 @@ class SoakHooks(SupervisorHooks):
     """
 
     def __init__(self, *, window_s: float, alerts: AlertManager, run_dir: Path, started: float,
-                 scheduler: Any, sample_s: float, memory: MemoryTrack) -> None:
+                 scheduler: Any, sample_s: float, memory: MemoryTrack,
+                 on_window: Callable[["SoakHooks", Any, float], None] | None = None) -> None:
+        """``on_window(hooks, sup, now)`` runs after each window is closed and written (the soak's
+        ``--metrics`` file is rewritten there); ``sup`` is None in the legacy phase and at the end."""
         self.window_s = window_s
+        self.on_window = on_window
         self.alerts = alerts
         self.run_dir = run_dir
         self.scheduler = scheduler
@@ -288,6 +292,8 @@ class SoakHooks(SupervisorHooks):
                                               "throughput": record.throughput, "error_rate": record.error_rate,
                                               "alerts": len(fired)})
         self.window = WindowTally(record.index + 1, now, self.window_s)
+        if self.on_window is not None:
+            self.on_window(self, sup, now)
         if self.alerts.critical and self.halted is None:
             self.halted = self.alerts.halt_reason
             ops.error("soak halted by a critical alert", extra={"event": "halt", "reason": self.halted})
@@ -299,7 +305,11 @@ class SoakHooks(SupervisorHooks):
         """Close the open window and return the whole run's figures (with its histograms)."""
         if self.window.passed + self.window.failed:
             self.close_window(None, now)
-        safety = self._safety(None, {"restarts": 0, "duplicates": 0}) | {"mode": "run"}
+        return self.running_total(None, now)
+
+    def running_total(self, sup: Any, now: float) -> rundir.Window:
+        """The whole run's figures so far (with its histograms; no SLO results: those are judged at the end)."""
+        safety = self._safety(sup, {"restarts": 0, "duplicates": 0}) | {"mode": "run"}
         return dataclasses.replace(self.total.record(now, histograms=True, **safety), index=None)
 
 

@@ -50,7 +50,9 @@ MAX_REPORTED_FIELDS = 100
 
 _SAFE_ARTIFACT = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 _FRAME_TYPES = frozenset({"click", "doubleClick", "hover", "change", "scroll", "waitForElement",
-                          "waitForExpression", "customStep", "clip", "longPress", "screenshot"})
+                          "waitForExpression", "customStep", "clip", "longPress", "screenshot", "extract"})
+EXTRACT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+"""An extracted value's name: it becomes a JSON key and a CSV column (``data.NAME``), so a plain word."""
 _MISSING = object()
 
 
@@ -490,12 +492,27 @@ def _screenshot(f: _Fields, index: int) -> dict[str, object]:
     return fields
 
 
+def _extract(f: _Fields, index: int) -> dict[str, object]:
+    """``name`` and ``expression``; any other field is an error here, not kept drift: a misspelt field of a
+    step that writes results (``"expresion"``) must not silently store nothing."""
+    name = f.string("name", required=True, default="", max_len=MAX_NAME)
+    if name and not EXTRACT_NAME.fullmatch(name):
+        f.fail("name", "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or '_' "
+                       "(it names a JSON field and a CSV column)")
+    expression = f.string("expression", required=True, default="")
+    for key in f.unread():
+        f.seen.add(key)
+        f.problem(f"{quoted(key, 32)} is not a field of an extract step (name, expression, frame, target, "
+                  "timeout, phase, assertedEvents)")
+    return {"name": name, "expression": expression}
+
+
 _TYPE_FIELDS: Mapping[str, Callable[[_Fields, int], dict[str, object]]] = MappingProxyType({
     "setViewport": _set_viewport, "navigate": _navigate, "click": _click, "doubleClick": _click,
     "hover": _hover, "change": _change, "keyDown": _key, "keyUp": _key, "scroll": _scroll,
     "waitForElement": _wait_for_element, "waitForExpression": _wait_for_expression,
     "emulateNetworkConditions": _network, "close": _close, "customStep": _custom_step,
-    "clip": _clip, "longPress": _long_press, "screenshot": _screenshot,
+    "clip": _clip, "longPress": _long_press, "screenshot": _screenshot, "extract": _extract,
 })
 if set(_TYPE_FIELDS) != STEP_TYPES:
     raise RuntimeError(f"field readers and step records disagree: {sorted(set(_TYPE_FIELDS) ^ STEP_TYPES)}")
@@ -687,4 +704,5 @@ def _report_drift(flow: Flow) -> None:
         })
 
 
-__all__ = ["parse_flow", "freeze", "kind_of", "label", "quoted", "MAX_STEPS", "MAX_DEPTH", "MAX_TIMEOUT_MS"]
+__all__ = ["parse_flow", "freeze", "kind_of", "label", "quoted", "MAX_STEPS", "MAX_DEPTH", "MAX_TIMEOUT_MS",
+           "EXTRACT_NAME"]

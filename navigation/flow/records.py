@@ -262,6 +262,20 @@ class ScreenshotStep(ElementStep):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ExtractStep(Step):
+    """Drover's own: evaluate ``expression`` in the page and keep its JSON value as the job's data ``name``.
+
+    The value ends up in the results store (``results --format json``), so
+    ``repr`` leaves the expression out: it may quote what the page shows.
+    """
+
+    STEP_TYPE: ClassVar[str] = "extract"
+
+    name: str = ""
+    expression: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SetViewportStep(Step):
     STEP_TYPE: ClassVar[str] = "setViewport"
 
@@ -436,10 +450,10 @@ STEP_RECORDS: Mapping[str, type[Step]] = MappingProxyType({
         SetViewportStep, NavigateStep, ClickStep, DoubleClickStep, HoverStep, ChangeStep,
         KeyDownStep, KeyUpStep, ScrollStep, WaitForElementStep, WaitForExpressionStep,
         EmulateNetworkConditionsStep, CloseStep, CustomStep, ClipStep, LongPressStep,
-        ScreenshotStep,
+        ScreenshotStep, ExtractStep,
     )
 })
-"""Every built-in step type (14 recorder + 3 Drover) and its record class."""
+"""Every built-in step type (14 recorder + 4 Drover) and its record class."""
 
 RECORDER_STEP_TYPES: tuple[str, ...] = tuple(list(STEP_RECORDS)[:14])
 DROVER_STEP_TYPES: tuple[str, ...] = tuple(list(STEP_RECORDS)[14:])
@@ -449,7 +463,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_MS", "BUTTONS", "DEVICE_TYPES", "WAIT_OPERATORS", "SECRET_NAME", "SelectorKind", "Selector",
     "SelectorAlternative", "SecretRef", "Value", "AssertedEvent", "Rect", "Step", "ElementStep",
     "PointerStep", "ClickStep", "DoubleClickStep", "LongPressStep", "HoverStep", "ChangeStep",
-    "ScrollStep", "WaitForElementStep", "ClipStep", "ScreenshotStep", "SetViewportStep",
+    "ScrollStep", "WaitForElementStep", "ClipStep", "ScreenshotStep", "ExtractStep", "SetViewportStep",
     "NavigateStep", "KeyStep", "KeyDownStep", "KeyUpStep", "WaitForExpressionStep",
     "EmulateNetworkConditionsStep", "CloseStep", "CustomStep", "CustomTypeStep", "UnknownField",
     "AliasUse", "Flow", "STEP_RECORDS", "RECORDER_STEP_TYPES", "DROVER_STEP_TYPES", "STEP_TYPES",

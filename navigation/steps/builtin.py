@@ -1,4 +1,4 @@
-"""The built-in strategies: the 14 Recorder step types and Drover's clip, longPress, screenshot.
+"""The built-in strategies: the 14 Recorder step types and Drover's clip, longPress, screenshot, extract.
 
 Each strategy sends as few CDP commands as the semantics allow: element
 work (find, wait visible, scroll the press point into view, wait stable)
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import orjson
 
-from navigation.errors import AssertionFailed, CDPTargetClosed, StepError
+from navigation.credentials import Redactor
+from navigation.errors import AssertionFailed, CDPResponseError, CDPTargetClosed, StepError
 from navigation.flow.records import (
-    ChangeStep, ClipStep, CloseStep, DoubleClickStep, ElementStep, EmulateNetworkConditionsStep,
+    ChangeStep, ClipStep, CloseStep, DoubleClickStep, ElementStep, EmulateNetworkConditionsStep, ExtractStep,
     HoverStep, KeyDownStep, KeyStep, KeyUpStep, LongPressStep, NavigateStep, PointerStep, ScreenshotStep,
     ScrollStep, SecretRef, SetViewportStep, Step, WaitForElementStep, WaitForExpressionStep,
 )
@@ -348,6 +349,77 @@ class ScreenshotStrategy(StepStrategy):
         return StepOutcome(matched_index=index, detail={"artifact": str(path)})
 
 
+MAX_EXTRACTED_BYTES = 64 * 1024
+"""The cap on one job's extracted data: the UTF-8 JSON encoding of all its names and values together."""
+
+
+class ExtractTooLarge(StepError):
+    """The job's extracted data would exceed the cap; nothing of the step is kept.
+
+    ``input``: the flow asks for more than a result row holds, and a retry
+    would extract the same again.
+    """
+
+    category = "input"
+
+
+class ExtractStrategy(StepStrategy):
+    """Evaluate an expression in the page (a promise is awaited) and keep its JSON value under ``name``.
+
+    The page encodes the value (``JSON.stringify``: what a page's own
+    ``fetch`` body would be; ``undefined`` becomes ``null``) and refuses a
+    string over the cap before it crosses CDP, so a page cannot push
+    megabytes through the socket.  Secrets the run has used so far are
+    masked here, and the runner masks the whole data again at the end of
+    the flow with every secret the flow used (a secret typed after the
+    extract is masked too).  The cap (``max_bytes``) applies to the job's
+    data as a whole after masking; over it the step fails and the data is
+    left as it was before the step.
+    """
+
+    name = "extract"
+    handles = frozenset({"extract"})
+
+    def __init__(self, max_bytes: int = MAX_EXTRACTED_BYTES) -> None:
+        if not isinstance(max_bytes, int) or max_bytes < 2:
+            raise ValueError(f"max_bytes must be a whole number >= 2, got {max_bytes!r}")
+        self.max_bytes = max_bytes
+
+    def run(self, step: Step, ctx: StepContext) -> StepOutcome:
+        assert isinstance(step, ExtractStep)
+        expression = ctx.text(step.expression)
+        if step.frame:
+            expression = (f"globalThis[Symbol.for('drover.runtime')].frameWindow({list(step.frame)})"
+                          f".eval({expression!r})")
+        script = (f"(async () => {{ const v = await ({expression}); const s = JSON.stringify(v);"
+                  f" if (s === undefined) return 'null';"
+                  f" return s.length > {self.max_bytes} ? {{tooLarge: new TextEncoder().encode(s).length}} : s; }})()")
+        try:
+            encoded = ctx.page.evaluate(script, timeout=ctx.remaining_ms / 1000 + 1)
+        except CDPResponseError as exc:
+            if exc.code != -1:  # a protocol error, not the page's exception: the cdp category it is
+                raise
+            raise StepError(f'extract "{step.name}": the expression failed in the page: '
+                            f"{exc.cdp_message}") from exc
+        if isinstance(encoded, dict) and "tooLarge" in encoded:
+            raise ExtractTooLarge(f'extract "{step.name}": the value is {encoded["tooLarge"]} bytes of JSON; '
+                                  f"the cap is {self.max_bytes} bytes per job")
+        if not isinstance(encoded, str):
+            raise StepError(f'extract "{step.name}": the page returned no JSON text')
+        try:
+            decoded = orjson.loads(encoded)
+        except orjson.JSONDecodeError as exc:  # a page that replaced JSON.stringify
+            raise StepError(f'extract "{step.name}": the page returned text that is not JSON ({exc.msg})') from exc
+        value = Redactor(ctx.secret_forms()).mask_data(decoded)
+        data = {**ctx.extracted, step.name: value}
+        size = len(orjson.dumps(data))
+        if size > self.max_bytes:
+            raise ExtractTooLarge(f'extract "{step.name}": the job\'s extracted data would be {size} bytes of '
+                                  f"JSON; the cap is {self.max_bytes} bytes per job")
+        ctx.extracted[step.name] = value
+        return StepOutcome(detail={"name": step.name, "bytes": size})
+
+
 def _js_string(value: str) -> str:
     return orjson.dumps(value).decode()
 
@@ -355,7 +427,7 @@ def _js_string(value: str) -> str:
 BUILTIN_STRATEGIES: tuple[type[StepStrategy], ...] = (
     SetViewportStrategy, NavigateStrategy, ClickStrategy, HoverStrategy, ChangeStrategy, KeyStrategy,
     ScrollStrategy, WaitForElementStrategy, WaitForExpressionStrategy, EmulateNetworkStrategy,
-    CloseStrategy, ClipStrategy, ScreenshotStrategy,
+    CloseStrategy, ClipStrategy, ScreenshotStrategy, ExtractStrategy,
 )
 
 
@@ -364,5 +436,6 @@ def default_registry() -> StrategyRegistry:
     return StrategyRegistry(cls() for cls in BUILTIN_STRATEGIES)
 
 
-__all__ = ["BUILTIN_STRATEGIES", "default_registry", "alternatives", "type_text"] + [
+__all__ = ["BUILTIN_STRATEGIES", "default_registry", "alternatives", "type_text", "MAX_EXTRACTED_BYTES",
+           "ExtractTooLarge"] + [
     cls.__name__ for cls in BUILTIN_STRATEGIES]

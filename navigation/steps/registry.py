@@ -70,6 +70,8 @@ class StepContext:
     deadline: float
     # Every form of every secret the run has used so far, longest first: what a capture must hide.
     secret_forms: Callable[[], tuple[str, ...]] = tuple
+    # The job's extracted data (``extract`` steps), name -> JSON value; one dict per flow run, kept by the runner.
+    extracted: dict[str, object] = field(default_factory=dict)
 
     @property
     def remaining_ms(self) -> float:

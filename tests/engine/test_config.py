@@ -166,12 +166,13 @@ def test_every_setting_can_be_set_from_the_file(places):
         '[engine]\nworkers = 3\nstate_dir = "st"\nmode = "legacy"\nheartbeat_timeout = 9.5\ndrain_grace = 2.5\n'
         'job_isolation = "page"\nrecycle_after_jobs = 7\nmax_browser_rss_mb = 900\nseed = 42\nlock_timeout = 3.0\n'
         'credentials = "c.json"\nfailure_screenshots = 0\nbackend = "ray"\nray_address = "auto"\nlease_ttl = 4.0\n'
-        '[retry]\nbase = 0.1\ncap = 0.2\njitter = "equal"\n'
-        '[browser]\nextra_args = ["--lang=de-DE"]\nheadless = true\n')
+        'extract_max_bytes = 1000\n[retry]\nbase = 0.1\ncap = 0.2\njitter = "equal"\n'
+        '[browser]\nextra_args = ["--lang=de-DE"]\nheadless = false\n')
     loaded = places.load()
     assert loaded.settings == Settings(3, "st", "legacy", 9.5, 2.5, "page", 7, 900, 42, 3.0, "c.json", 0.1, 0.2,
                                        "equal", failure_screenshots=0, backend="ray", ray_address="auto",
-                                       lease_ttl=4.0, browser_extra_args=("--lang=de-DE",), browser_headless=True)
+                                       lease_ttl=4.0, extract_max_bytes=1000, browser_extra_args=("--lang=de-DE",),
+                                       browser_headless=False)
     assert set(loaded.origins.values()) == {f"{places.local} (./drover.toml)"}
 
 

@@ -54,7 +54,6 @@ def test_browser_section_reaches_the_launch_settings(tmp_path):
     ('[browser]\nextra_args = ["lang=de"]\n', "a Chromium flag starts with --"),
     ('[browser]\nextra_args = "--lang=de"\n', "[browser] extra_args must be a list of strings, got str"),
     ('[browser]\nextra_args = ["--headless=new"]\n', "set browser.headless instead"),
-    ('[browser]\nheadless = false\n', "browser.headless = false is not supported yet"),
     ('[browser]\nheadless = "no"\n', "[browser] headless must be bool, got str"),
     ('[browser]\nsandbox = false\n', "unknown setting [browser] sandbox"),
 ])

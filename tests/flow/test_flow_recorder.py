@@ -25,7 +25,7 @@ def test_flow_level_fields(flow: records.Flow) -> None:
 def test_every_recorder_step_type_is_covered(flow: records.Flow) -> None:
     assert {s.type for s in flow.steps} == set(records.RECORDER_STEP_TYPES)
     assert len(records.RECORDER_STEP_TYPES) == 14
-    assert STEP_TYPES == set(records.RECORDER_STEP_TYPES) | {"clip", "longPress", "screenshot"}
+    assert STEP_TYPES == set(records.RECORDER_STEP_TYPES) | {"clip", "longPress", "screenshot", "extract"}
     for step in flow.steps:
         assert type(step) is records.STEP_RECORDS[step.type]
 

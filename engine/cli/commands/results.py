@@ -1,7 +1,10 @@
 """Print or export a run's results: one row per job with its final outcome.
 
-``--format table`` (default) for people, ``json`` or ``csv`` for tools;
-``--attempts`` adds every attempt with its outcome, category and error.
+``--format table`` (default) for people, ``json``, ``jsonl`` or ``csv`` for
+tools; ``--attempts`` adds every attempt with its outcome, category and
+error.  Every job carries its extracted data (``extract`` steps): a
+``data`` object in json and jsonl (one job per line, for streaming into a
+pipeline), one ``data.NAME`` column per name with JSON-encoded values in csv.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ HELP = "print or export the results of a run"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_id", nargs="?", default="last", help="run id, or 'last' (default)")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table")
     p.add_argument("--attempts", action="store_true", help="include every attempt")
     p.add_argument("--config", default=None)
     p.add_argument("--state-dir", default=None, help="the runs' state directory (default: DROVER_STATE_DIR, "
@@ -47,6 +50,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
                                     "duration_ms": a.duration_ms, "matched": a.matched, "steps": a.steps,
                                     "artifacts": a.artifacts} for a in attempts]
             console.result(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+            return 0
+        if args.format == "jsonl":
+            if args.attempts:
+                console.error("--attempts goes with --format json or table (jsonl holds one job per line)")
+                return EXIT_INPUT
+            for row in rows:
+                console.result(orjson.dumps({"run_id": run_id, **row}).decode())
             return 0
         if args.format == "csv":
             console.result(store.export_csv(run_id).rstrip("\n"))

@@ -56,7 +56,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     s = loaded.settings
     soak = SoakSettings(duration_s=parse_duration(args.duration),
                         window_s=parse_duration(args.window) if args.window else None,
-                        slo_path=args.slo, webhook=args.webhook, rollback_drill=args.rollback_drill)
+                        slo_path=args.slo, webhook=args.webhook, rollback_drill=args.rollback_drill,
+                        metrics_path=args.metrics)
     if args.metrics:
         check_writable(args.metrics, "--metrics")  # exit 2 before the soak starts
     verbose = args.verbose > 0
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.result(f"soak {result.run_id}: {verdict} ({result.status}, {result.summary['cycles']} cycle(s), "
                    f"{agg['jobs']['passed']} passed, {agg['jobs']['failed']} failed)"
                    + (f": {'; '.join(result.reasons)}" if result.reasons else "") + f" — {result.run_dir}")
-    if args.metrics:  # the soak's end (each window's rewrite needs a hook in engine.soak.watch)
+    if args.metrics:  # the soak's end, with its verdict's status (each window rewrote it while it ran)
         try:
             write_metrics(args.metrics, soak_figures(result.record, statedir.store_path(s.state_dir),
                                                      backend=s.backend))
