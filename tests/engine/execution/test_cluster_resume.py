@@ -28,6 +28,7 @@ import pytest
 pytest.importorskip("ray", reason="the Ray backend's tests need Ray (pip install 'drover[ray]')")
 
 from engine.cli.exit_codes import EXIT_OK  # noqa: E402
+from tests.engine.execution._resume_checks import assert_resumed_exactly_once  # noqa: E402
 from tests.engine.execution.test_run import REPO, SLOW_FLOW, db, last_run, outcomes, wait_for, write_batch  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -106,20 +107,5 @@ def test_resume_after_the_ray_driver_is_killed_finishes_the_run_exactly_once(tmp
             except psutil.NoSuchProcess:
                 continue
         shutil.rmtree(ray_root, ignore_errors=True)
-    con = db(state)
-    final = outcomes(state, run_id)
-    assert len(final) == n and set(final.values()) == {"passed"}, final
-    for job_id, recorded in before.items():  # none that had finished ran again
-        later = con.execute("SELECT COUNT(*) FROM attempts WHERE run_id = ? AND job_id = ? AND started_at > ?",
-                            (run_id, job_id, recorded)).fetchone()[0]
-        assert later == 0, f"{job_id} was re-run after it had finished"
-    twice = con.execute("SELECT job_id FROM attempts WHERE run_id = ? AND outcome = 'passed' GROUP BY job_id "
-                        "HAVING COUNT(*) > 1", (run_id,)).fetchall()
-    assert twice == []
-    after = con.execute("SELECT MIN(epoch) FROM attempts WHERE run_id = ? AND started_at > ?",
-                        (run_id, killed_at)).fetchone()[0]
-    assert after > epoch_before, (epoch_before, after)
-    floors = [r[0] for r in con.execute("SELECT epoch_floor FROM generations WHERE run_id = ? ORDER BY generation",
-                                        (run_id,))]
-    assert len(floors) == 2 and floors[1] > epoch_before >= floors[0]
+    assert_resumed_exactly_once(db(state), outcomes(state, run_id), n, run_id, before, killed_at, epoch_before)
     assert Path(run_dir).is_dir()

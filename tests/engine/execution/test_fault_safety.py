@@ -22,6 +22,7 @@ import pytest
 from engine.cli.exit_codes import EXIT_BUSY, EXIT_OK
 from engine.errors import ResultsStoreError, StaleLease
 from engine.records.store import Lease, ResultsStore
+from tests.engine.execution._resume_checks import assert_resumed_exactly_once
 from tests.engine.execution.test_run import (SLOW_FLOW, db, engine, last_run, outcomes, start_engine, wait_for,
                                              write_batch)
 
@@ -186,23 +187,7 @@ def test_supervisor_sigkill_with_a_reader_loses_no_outcome_and_reruns_nothing(tm
 
     resumed = engine("run", "--resume", run_id, "--workers", "2", "--state-dir", str(state))
     assert resumed.returncode == EXIT_OK, resumed.stdout + resumed.stderr
-    con = db(state)
-    final = outcomes(state, run_id)
-    assert len(final) == n and set(final.values()) == {"passed"}
-    for job_id, recorded in before.items():  # none that had finished ran again
-        later = con.execute("SELECT COUNT(*) FROM attempts WHERE run_id = ? AND job_id = ? AND started_at > ?",
-                            (run_id, job_id, recorded)).fetchone()[0]
-        assert later == 0, f"{job_id} was re-run after it had finished"
-    twice = con.execute("SELECT job_id FROM attempts WHERE run_id = ? AND outcome = 'passed' GROUP BY job_id "
-                        "HAVING COUNT(*) > 1", (run_id,)).fetchall()
-    assert twice == []
-    # the fencing token kept rising across the resume
-    after = con.execute("SELECT MIN(epoch) FROM attempts WHERE run_id = ? AND started_at > ?",
-                        (run_id, killed_at)).fetchone()[0]
-    assert after > epoch_before, (epoch_before, after)
-    floors = [r[0] for r in con.execute("SELECT epoch_floor FROM generations WHERE run_id = ? ORDER BY generation",
-                                        (run_id,))]
-    assert len(floors) == 2 and floors[1] > epoch_before >= floors[0]
+    assert_resumed_exactly_once(db(state), outcomes(state, run_id), n, run_id, before, killed_at, epoch_before)
 
 
 @pytest.mark.slow
