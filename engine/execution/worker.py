@@ -78,8 +78,10 @@ class WorkerCoordination(Coordination):
         try:
             yield hold.waited
         finally:
-            hold.release()
+            # Recorded before the lock is let go (see LeaseCoordination.credential): the witness of a use ends
+            # when the use does, not after the next holder may already have logged its own start.
             audit.info("credential lock released", extra={"event": "lock_released", "scope": scope})
+            hold.release()
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Lease]:

@@ -185,6 +185,26 @@
     el.scrollIntoView({ block: align(v.y), inline: align(v.x), behavior: "instant" });
   }
 
+  // Stop any animated scroll still under way in el's scroll chain (its scrolling ancestors, its document's
+  // and, across same-origin frames, theirs): an instant scroll to where a box already is ends a pending smooth
+  // scroll and fires nothing.  A smooth scroll the page started just before (a click's handler, say) can begin
+  // moving a frame or more later, after the stability wait has seen the element still: the press would land on
+  // whatever scrolled in under it.
+  function settleScrolls(el) {
+    let node = el;
+    while (node) {
+      const doc = node.ownerDocument;
+      for (let p = node.parentElement; p; p = p.parentElement) {
+        if (p.scrollHeight > p.clientHeight || p.scrollWidth > p.clientWidth) {
+          p.scrollTo({ top: p.scrollTop, left: p.scrollLeft, behavior: "instant" });
+        }
+      }
+      const win = doc.defaultView;
+      if (win) win.scrollTo({ top: win.scrollY, left: win.scrollX, behavior: "instant" });
+      node = win && win !== window.top && win.frameElement ? win.frameElement : null;
+    }
+  }
+
   function findFirst(path, alternatives, wantVisible, ctx) {
     const doc = frameWindow(path).document;
     for (const alt of alternatives) {
@@ -307,6 +327,7 @@
       const hit = await waitUntil(() => findFirst(path, alternatives, true, ctx), timeoutMs,
                                   "no selector matched a visible element", ctx);
       const el = hit.el;
+      settleScrolls(el);
       if (visibility(el).share < 1) scrollIntoViewIfNeeded(el);
       let prev = null, nudges = 0;
       for (;;) {

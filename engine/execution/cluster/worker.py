@@ -215,8 +215,10 @@ class LeaseCoordination(Coordination):
         try:
             yield waited
         finally:
-            self._release(grant.resource, grant.epoch)
+            # Recorded before the release is sent: the worker has stopped using the credential by now, and a
+            # record stamped after the round trip would overlap the next holder's (a false double use).
             audit.info("credential lease released", extra={"event": "lock_released", "scope": scope})
+            self._release(grant.resource, grant.epoch)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Lease]:
