@@ -82,18 +82,27 @@ def assert_safe(run_dir: str, stdout: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # 400 browser jobs; ~3 min on a quiet 2-core machine, much more when it is shared
-def test_200_jobs_on_4_workers_match_the_legacy_path(tmp_path, site):
-    batch = write_batch(tmp_path, site, 200, LIGHT_FLOW)
+@pytest.mark.timeout(600)  # 2 x 48 browser jobs
+def test_48_jobs_on_4_workers_match_the_legacy_path(tmp_path, site):
+    """The parallel path and the sequential rollback path give the same outcome, job for job.
+
+    48 jobs (12 per worker) rather than the 200 this once ran: the legacy half is sequential and was most of
+    the suite's slowest test; every worker still takes many jobs, and the soak and bench tests run longer batches.
+    """
+    n = 48
+    batch = write_batch(tmp_path, site, n, LIGHT_FLOW)
     state = tmp_path / "state"
     par = engine("run", str(batch), "--workers", "4", "--state-dir", str(state))
     assert par.returncode == EXIT_OK, par.stdout + par.stderr
     par_run, par_dir = last_run(state)
     par_out = outcomes(state, par_run)
-    assert len(par_out) == 200 and set(par_out.values()) == {"passed"}
+    assert len(par_out) == n and set(par_out.values()) == {"passed"}
     assert_safe(par_dir, par.stdout)
     # exactly one final outcome per job, enforced by the schema
-    assert db(state).execute("SELECT COUNT(*) FROM outcomes WHERE run_id = ?", (par_run,)).fetchone()[0] == 200
+    assert db(state).execute("SELECT COUNT(*) FROM outcomes WHERE run_id = ?", (par_run,)).fetchone()[0] == n
+    # the jobs were shared out (all four workers, unless one's browser started very late on a loaded machine)
+    workers = {r[0] for r in db(state).execute("SELECT DISTINCT worker FROM attempts WHERE run_id = ?", (par_run,))}
+    assert len(workers) >= 2, workers
 
     leg = engine("run", str(batch), "--mode", "legacy", "--state-dir", str(state))
     assert leg.returncode == EXIT_OK, leg.stdout + leg.stderr

@@ -1,4 +1,4 @@
-"""A two-minute soak on 2 workers with a rollback drill and three kinds of injected failure, end to end.
+"""A one-minute soak on 2 workers with a rollback drill and three kinds of injected failure, end to end.
 
 Real everything: the fixture site, Chromium, forked workers, the SQLite
 store, the four streams; then ``readiness`` on the run directory, and the
@@ -20,7 +20,7 @@ from engine.cli.exit_codes import EXIT_NO_GO, EXIT_OK
 from tests.engine.evidence.sample_runs import render_in_chromium
 from tests.engine.execution.test_run import LIGHT_FLOW, engine, start_engine
 
-DURATION_S = 120
+DURATION_S = 60  # four 15 s windows: what every check below needs, at half the suite time of two minutes
 EVIDENCE = ("summary.json", "windows.jsonl", "failure_matrix.json", "drilldown.json", "report.html", "slo.json",
             "operational.jsonl", "performance.jsonl", "domain.jsonl", "audit.jsonl")
 AUTH_FLOW = {"title": "no-secret", "steps": [
@@ -70,7 +70,8 @@ def soaked(tmp_path_factory, site):
     tmp = tmp_path_factory.mktemp("soak2m")
     batch = _batch(tmp, site)
     slo = tmp / "slo.toml"
-    slo.write_text('window = "30s"\n[thresholds]\n"flow:light" = ["p(95) < 60000"]\n'
+    # the two jobs that always fail are 2 of some 20 in a 15 s last quarter: the default 5% limit is for real batches
+    slo.write_text('window = "15s"\n[readiness]\nmax_last_quarter_error_rate = 0.2\n[thresholds]\n"flow:light" = ["p(95) < 60000"]\n'
                    'error_rate = ["rate < 0.2"]\nunowned_uses = ["count == 0"]\n')
     state = tmp / "state"
     started = time.monotonic()
@@ -106,7 +107,7 @@ def test_the_soak_writes_every_evidence_file_and_keeps_its_time(soaked):
     assert len(s["windows"]) >= 4 and s["windows"] == [json.loads(x) for x in
                                                        (run_dir / "windows.jsonl").read_text().splitlines()]
     jobs = s["jobs"]
-    assert jobs["unfinished"] == 0 and jobs["recorded"] == jobs["finished"] > 100
+    assert jobs["unfinished"] == 0 and jobs["recorded"] == jobs["finished"] > 40
     agg = s["aggregate"]
     assert agg["jobs"]["passed"] + agg["jobs"]["failed"] == jobs["finished"]
     assert agg["unowned_uses"] == 0 and agg["duplicates"] == 0
