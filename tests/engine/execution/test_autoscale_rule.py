@@ -1,0 +1,67 @@
+"""The autoscale rule on its own: up only on settled headroom that is used, down on every kind of overload."""
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import ConfigError
+from engine.execution.autoscale import Autoscaler, AutoscaleSettings, HostMeter, HostSample
+
+
+def calm(t: float, in_use: int = 99, waiting: int = 5, **kw) -> HostSample:
+    return HostSample(at=t, cpu_busy=kw.pop("cpu", 0.3), available_mb=kw.pop("mb", 8000.0), in_use=in_use,
+                      waiting=waiting, **kw)
+
+
+def test_it_climbs_one_step_per_settled_healthy_period_up_to_its_bound():
+    a = Autoscaler(AutoscaleSettings(min_sessions=1, max_sessions=5, start=2, settle=2))
+    targets = []
+    for t in range(12):
+        a.observe(calm(t))
+        targets.append(a.target)
+    assert targets == [2, 3, 3, 4, 4, 5, 5, 5, 5, 5, 5, 5]
+    assert [c.new for c in a.history] == [3, 4, 5] and all(c.reason.startswith("up:") for c in a.history)
+
+
+def test_unused_headroom_is_no_reason_to_grow():
+    a = Autoscaler(AutoscaleSettings(start=2, settle=1))
+    for t in range(5):
+        a.observe(calm(t, in_use=1, waiting=0))
+    assert a.target == 2 and a.history == []
+
+
+@pytest.mark.parametrize("sample, word", [
+    (calm(0, cpu=0.97), "CPU"),
+    (calm(0, mb=100.0), "free memory"),
+    (calm(0, command_p95_ms=5000.0), "CDP command p95"),
+    (calm(0, timeouts=2), "timed out"),
+])
+def test_each_kind_of_overload_steps_down_with_its_reason(sample, word):
+    a = Autoscaler(AutoscaleSettings(start=4))
+    change = a.observe(sample)
+    assert change is not None and (change.old, change.new) == (4, 3)
+    assert change.reason.startswith("down:") and word in change.reason
+
+
+def test_down_stops_at_the_floor_and_a_good_sample_after_a_bad_one_is_not_headroom():
+    a = Autoscaler(AutoscaleSettings(min_sessions=2, max_sessions=8, start=3, settle=2))
+    for t in range(4):
+        a.observe(calm(t, cpu=0.99))
+    assert a.target == 2  # 3 -> 2, then held at the floor
+    assert a.observe(calm(10)) is None and a.target == 2  # one healthy sample: not yet
+    assert a.observe(calm(11)) is not None and a.target == 3
+    s = a.summary()
+    assert s["peak"] == 3 and s["final"] == 3 and [c["to"] for c in s["changes"]] == [2, 3]
+    assert len(s["timeline"]) == 6
+
+
+def test_bad_bounds_are_config_errors():
+    with pytest.raises(ConfigError):
+        AutoscaleSettings(min_sessions=4, max_sessions=2)
+    with pytest.raises(ConfigError):
+        AutoscaleSettings(start=40, max_sessions=16)
+
+
+def test_the_host_meter_reads_this_machine():
+    m = HostMeter()
+    s = m.sample(in_use=1)
+    assert 0.0 <= s.cpu_busy <= 1.0 and s.available_mb > 0 and s.in_use == 1
