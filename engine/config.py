@@ -9,8 +9,8 @@ back to the defaults.  Each effective value remembers its source, which
 ``python -m engine config`` prints.
 
 Precedence of one value: the command line, then its environment variable
-(:data:`ENV_SETTINGS`: ``DROVER_STATE_DIR``, ``DROVER_CREDENTIALS``; an
-empty variable counts as unset), then the file, then the default.  Every
+(:data:`ENV_SETTINGS`: ``DROVER_STATE_DIR``, ``DROVER_CREDENTIALS``,
+``DROVER_CDP_ENDPOINTS``; an empty variable counts as unset), then the file, then the default.  Every
 ``DROVER_*`` variable Drover reads is in :data:`ENVIRONMENT` with what it
 does (``config`` lists each and whether it is set).
 
@@ -38,6 +38,8 @@ TOML layout (every key optional)::
     [browser]
     extra_args = []          # more Chromium flags, e.g. ["--lang=de-DE"]; DevTools stays on 127.0.0.1
     headless = true          # false: a visible window (watching a flow run); needs $DISPLAY or $WAYLAND_DISPLAY
+    endpoints = []           # remote browsers instead of launching: "http://host:9222",
+                             # "ws://host:9222/devtools/browser/ID"; worker i uses endpoint i % N
 
     [retry]
     base = 0.5
@@ -48,7 +50,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -56,6 +58,7 @@ from typing import Any, Mapping
 import psutil
 
 from engine.errors import ConfigError
+from navigation.endpoints import endpoint_problem, redact_url, split_endpoints
 
 MODES = ("parallel", "legacy")
 BACKENDS = ("local", "ray")
@@ -65,12 +68,15 @@ MAX_EXTRACT_BYTES = 4 * 1024 * 1024  # a job's data travels in one store row (an
 
 # setting -> the environment variable that sets it (between the command line and the file)
 ENV_SETTINGS: Mapping[str, str] = MappingProxyType({"state_dir": "DROVER_STATE_DIR",
-                                                    "credentials": "DROVER_CREDENTIALS"})
+                                                    "credentials": "DROVER_CREDENTIALS",
+                                                    "browser_endpoints": "DROVER_CDP_ENDPOINTS"})
 # Every DROVER_* variable an operator may set, and what it does (``python -m engine config`` lists them).
 ENVIRONMENT: Mapping[str, str] = MappingProxyType({
     "DROVER_CONFIG": "the settings file (after --config, before ./drover.toml)",
     "DROVER_STATE_DIR": "engine.state_dir for every command (after --state-dir, before the file)",
     "DROVER_CREDENTIALS": "engine.credentials: the credential store file (after --credentials, before the file)",
+    "DROVER_CDP_ENDPOINTS": "browser.endpoints: remote browsers, comma or whitespace separated (after "
+                            "--cdp-endpoint, before the file)",
     "DROVER_CHROMIUM": "the Chromium binary (else chromium, chromium-browser, google-chrome ... on PATH)",
     "DROVER_SECRET_<NAME>": "a secret for {\"secret\": \"NAME\"} steps (overrides the credential store's)",
     "DROVER_LOG_<STREAM>": "another path for a run's OPERATIONAL / PERFORMANCE / DOMAIN / AUDIT stream",
@@ -111,6 +117,7 @@ class Settings:
     extract_max_bytes: int = 64 * 1024
     browser_extra_args: tuple[str, ...] = ()
     browser_headless: bool = True
+    browser_endpoints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = validate(self)
@@ -120,6 +127,13 @@ class Settings:
     @property
     def effective_workers(self) -> int:
         return self.workers or default_workers()
+
+
+def loggable(s: Settings) -> dict[str, Any]:
+    """The settings as a dict fit for a log record: endpoint URLs redacted (they may carry credentials)."""
+    out = asdict(s)
+    out["browser_endpoints"] = [redact_url(url) for url in s.browser_endpoints]
+    return out
 
 
 def validate(s: Settings) -> list[str]:
@@ -170,6 +184,11 @@ def _browser_problems(s: Settings) -> list[str]:
             p.append(f"{where}: set browser.headless instead")
     if not isinstance(s.browser_headless, bool):
         p.append(f"browser.headless must be true or false, got {s.browser_headless!r}")
+    if not isinstance(s.browser_endpoints, tuple):
+        p.append("browser.endpoints must be a list of URLs")
+    else:
+        p += [f"browser.endpoints[{i}]: {why}" for i, url in enumerate(s.browser_endpoints)
+              if (why := endpoint_problem(url)) is not None]  # redacted: an endpoint may carry credentials
     return p
 
 
@@ -177,6 +196,7 @@ _TOML_KEYS: dict[tuple[str, str], str] = {
     **{("engine", f.name): f.name for f in fields(Settings) if not f.name.startswith(("retry_", "browser_"))},
     ("retry", "base"): "retry_base", ("retry", "cap"): "retry_cap", ("retry", "jitter"): "retry_jitter",
     ("browser", "extra_args"): "browser_extra_args", ("browser", "headless"): "browser_headless",
+    ("browser", "endpoints"): "browser_endpoints",
 }
 _TOML_NAMES = {name: f"[{section}] {key}" for (section, key), name in _TOML_KEYS.items()}
 
@@ -267,7 +287,8 @@ def load_settings(explicit: str | None = None, *, overrides: Mapping[str, Any] |
     environ = os.environ if env is None else env
     for name, variable in ENV_SETTINGS.items():
         if environ.get(variable):
-            values[name] = environ[variable]
+            values[name] = (split_endpoints(environ[variable]) if name == "browser_endpoints"
+                            else environ[variable])
             origins[name] = f"{variable} (environment)"
     for name, value in (overrides or {}).items():
         if value is not None:
@@ -281,4 +302,4 @@ def load_settings(explicit: str | None = None, *, overrides: Mapping[str, Any] |
 
 
 __all__ = ["Settings", "LoadedSettings", "load_settings", "candidates", "default_workers", "toml_name", "MODES",
-           "BACKENDS", "ENV_SETTINGS", "ENVIRONMENT"]
+           "BACKENDS", "ENV_SETTINGS", "ENVIRONMENT", "loggable"]

@@ -10,12 +10,13 @@ lock-step), and logs every decision with the bound correlation id.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import orjson
 
@@ -145,7 +146,7 @@ class BrowserLifecycle:
             attempt += 1
             self.stats.reconnect_attempts += 1
             try:
-                if self._browser is None or not self._browser.alive():
+                if self._needs_start():
                     action = "restart"
                     conn = self._start(f"reconnect: {reason}", restart=True)
                 else:
@@ -172,6 +173,11 @@ class BrowserLifecycle:
                 "event": "reconnect", "attempt": attempt, "action": action, "outcome": "ok",
                 "reason": reason, "cohort": str(self.cohort), **current()})
             return conn
+
+    def credential_context(self, conn: CDPConnection, scope: str | None) -> ContextManager[str | None]:
+        """The browser context a credential job runs in: here none (its own profile's default context);
+        a remote browser gives one per credential (:mod:`navigation.remote`)."""
+        return contextlib.nullcontext(None)
 
     def job_finished(self) -> bool:
         """Count a finished job; recycle the browser when the policy says so.  True if recycled."""
@@ -203,6 +209,10 @@ class BrowserLifecycle:
         self.close()
 
     # -- internals -----------------------------------------------------------
+
+    def _needs_start(self) -> bool:
+        """Reconnect by starting a browser (none, or it died) rather than connecting to it again."""
+        return self._browser is None or not self._browser.alive()
 
     def _start(self, reason: str, restart: bool = False) -> CDPConnection:
         self._stop_browser()

@@ -24,6 +24,7 @@ from navigation.credentials import CredentialStore
 from navigation.launcher import LaunchSettings
 from navigation.legacy import REGISTRY
 from navigation.lifecycle import BrowserLifecycle, LifecycleSettings
+from navigation.remote import RemoteBrowserLifecycle
 from navigation.runner import FlowRunner
 from navigation.steps import build_registry
 from navigation.steps.builtin import MAX_EXTRACTED_BYTES, ExtractStrategy
@@ -44,8 +45,13 @@ def lifecycle_settings(s: Settings) -> LifecycleSettings:
                              max_rss_bytes=s.max_browser_rss_mb * 1024 * 1024)
 
 
-def open_lifecycle(s: Settings, *, cohort: str, seed: int,
-                   before_send: Callable[[], None] | None = None) -> BrowserLifecycle:
+def open_lifecycle(s: Settings, *, cohort: str, seed: int, before_send: Callable[[], None] | None = None,
+                   index: int = 0) -> BrowserLifecycle:
+    """Worker ``index``'s browser: launched, or with ``[browser] endpoints`` a remote one — endpoint
+    ``index % N`` first, the others as its fallbacks (:class:`~navigation.remote.RemoteBrowserLifecycle`)."""
+    if s.browser_endpoints:
+        return RemoteBrowserLifecycle(s.browser_endpoints, lifecycle_settings(s), home=index, state_dir=s.state_dir,
+                                      cohort=cohort, seed=seed, before_send=before_send)
     return BrowserLifecycle(lifecycle_settings(s), cohort=cohort, seed=seed, before_send=before_send)
 
 

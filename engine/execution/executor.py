@@ -233,7 +233,10 @@ class JobExecutor:
             else:
                 conn = self.lifecycle.ensure_profile(None)
             legacy = job.legacy is not None or job.flow_key not in self.batch.flows
-            with self._isolated(conn, job.credential is None, legacy) as (context_id, page):
+            # a remote browser gives a credential job a context of its own, cookies restored and saved back
+            with self._isolated(conn, job.credential is None, legacy) as (context_id, page), \
+                    self.lifecycle.credential_context(conn, job.credential) as credential_context:
+                context_id = context_id or credential_context
                 if job.legacy is not None:
                     return self.legacy.run(job.legacy, conn, artifacts_dir=artifacts, variables=variables,
                                            resolve_secret=self.credentials.resolve, timeout=job.timeout,

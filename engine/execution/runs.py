@@ -14,7 +14,6 @@ interrupted run is gone, so no job runs twice at the same time.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 import time
@@ -28,7 +27,7 @@ from coordination.backoff import cohort_seed
 from coordination.telemetry_context import bind, stream_logger
 from engine.records import rundir, statedir
 from engine.records.batch import Batch, load_batch
-from engine.config import Settings
+from engine.config import Settings, loggable
 from engine.errors import ConfigError, ResultsStoreError
 from engine.execution.assembly import run_sequentially, sequential_executor
 from engine.execution.executor import JobReport
@@ -167,7 +166,7 @@ def execute(req: RunRequest, prepared: PreparedRun, on_progress: Callable[[Progr
             ops.info("run started", extra={"event": "run_started", "mode": prepared.mode, "jobs": len(prepared.job_ids),
                                            "resumed": prepared.resumed, "batch": prepared.batch.path,
                                            "settings_source": req.settings_source,
-                                           "settings": dataclasses.asdict(s)})
+                                           "settings": loggable(s)})  # endpoint URLs redacted
             if prepared.mode == "legacy":
                 summary = _run_sequential(req, prepared, on_progress)
             else:

@@ -155,7 +155,7 @@ def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
         coord = WorkerCoordination(spec.index, table, locks, s.lock_timeout)
         store = ResultsStore(spec.store_path)
         credentials = CredentialStore.load(spec.credentials_path or None)
-        lifecycle = assembly.open_lifecycle(s, cohort=name, seed=spec.seed, before_send=coord.guard)
+        lifecycle = assembly.open_lifecycle(s, cohort=name, seed=spec.seed, before_send=coord.guard, index=spec.index)
         place = assembly.ExecutorPlace(spec.run_id, Path(spec.run_dir), spec.state_dir, batch, spec.seed)
         executor = assembly.build_executor(s, place, store=store, lifecycle=lifecycle, credentials=credentials,
                                            coordination=coord, worker_name=name)

@@ -167,12 +167,12 @@ def test_every_setting_can_be_set_from_the_file(places):
         'job_isolation = "page"\nrecycle_after_jobs = 7\nmax_browser_rss_mb = 900\nseed = 42\nlock_timeout = 3.0\n'
         'credentials = "c.json"\nfailure_screenshots = 0\nbackend = "ray"\nray_address = "auto"\nlease_ttl = 4.0\n'
         'extract_max_bytes = 1000\n[retry]\nbase = 0.1\ncap = 0.2\njitter = "equal"\n'
-        '[browser]\nextra_args = ["--lang=de-DE"]\nheadless = false\n')
+        '[browser]\nextra_args = ["--lang=de-DE"]\nheadless = false\nendpoints = ["http://127.0.0.1:9222"]\n')
     loaded = places.load()
     assert loaded.settings == Settings(3, "st", "legacy", 9.5, 2.5, "page", 7, 900, 42, 3.0, "c.json", 0.1, 0.2,
                                        "equal", failure_screenshots=0, backend="ray", ray_address="auto",
                                        lease_ttl=4.0, extract_max_bytes=1000, browser_extra_args=("--lang=de-DE",),
-                                       browser_headless=False)
+                                       browser_headless=False, browser_endpoints=("http://127.0.0.1:9222",))
     assert set(loaded.origins.values()) == {f"{places.local} (./drover.toml)"}
 
 

@@ -14,6 +14,7 @@ from dataclasses import fields
 
 from engine.config import ENVIRONMENT, Settings, load_settings
 from engine.cli.console import Console
+from navigation.endpoints import redact_url, split_endpoints
 
 NAME = "config"
 HELP = "print the effective settings and their sources, and the DROVER_* variables"
@@ -36,6 +37,8 @@ def environment_lines(env: os._Environ[str] | dict[str, str]) -> list[str]:
         elif name.startswith(LOG_PREFIX):
             set_ = sorted(k for k in env if k.startswith(LOG_PREFIX) and env[k])
             shown = ", ".join(f"{k}={env[k]!r}" for k in set_) or "not set"
+        elif name == "DROVER_CDP_ENDPOINTS" and env.get(name):  # an endpoint may carry credentials
+            shown = repr(" ".join(redact_url(url) for url in split_endpoints(env[name])))
         else:
             shown = repr(env[name]) if env.get(name) else "not set"
         out.append(f"{name:<20} = {shown:<28} # {what}")
@@ -47,6 +50,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.result(f"# settings from: {loaded.source}")
     for f in fields(Settings):
         value = getattr(loaded.settings, f.name)
+        if f.name == "browser_endpoints":
+            value = tuple(redact_url(url) for url in value)
         shown = f"{value!r}" + (f"  (auto: {loaded.settings.effective_workers})" if f.name == "workers" and not value
                                 else "")
         console.result(f"{f.name:<20} = {shown:<28} # {loaded.origins[f.name]}")

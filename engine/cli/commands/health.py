@@ -2,7 +2,10 @@
 
 Each check prints one line; the exit code names the first check that
 failed (see HEALTH_CODES), so a cron wrapper can tell a missing browser
-from a read-only state directory without parsing text.
+from a read-only state directory without parsing text.  With remote
+browsers (``[browser] endpoints``, ``--cdp-endpoint``) the local Chromium
+checks give way to ``cdp-endpoints``: every endpoint is probed and shown
+(redacted) with its browser version, and one that is down fails the check.
 """
 from __future__ import annotations
 
@@ -15,14 +18,18 @@ from typing import Callable
 
 from coordination.errors import DroverError
 from engine.cli.console import Console
+from engine.cli.commands.run import add_endpoint_argument, endpoint_override
 from engine.config import load_settings
 from engine.execution.assembly import lifecycle_settings
 from navigation.cdp import CDPConnection
+from navigation.endpoints import parse_endpoint
+from navigation.errors import BrowserUnavailable
 from navigation.launcher import find_chromium, launch
 from navigation.lifecycle import probe
+from navigation.remote import probe_endpoint
 
 NAME = "health"
-HELP = "pre-flight checks: Chromium, CDP, state directory, credential store"
+HELP = "pre-flight checks: Chromium (or the remote endpoints), CDP, state directory, credential store"
 
 HEALTH_CODES = {
     "chromium-found": 10,
@@ -30,6 +37,7 @@ HEALTH_CODES = {
     "cdp-evaluate": 12,
     "state-dir-writable": 13,
     "credentials-private": 14,
+    "cdp-endpoints": 15,
 }
 
 
@@ -40,12 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--credentials", default=None,
                    help="credential store file to check (default: DROVER_CREDENTIALS, the settings file; optional)")
     p.add_argument("--config", default=None, help="settings file (TOML)")
+    add_endpoint_argument(p)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """The same settings a run would use: the state directory, the credential store and the browser's flags."""
-    s = load_settings(args.config, overrides={"state_dir": args.state_dir,
-                                              "credentials": args.credentials}).settings
+    s = load_settings(args.config, overrides={"state_dir": args.state_dir, "credentials": args.credentials,
+                                              "browser_endpoints": endpoint_override(args)}).settings
     args.state_dir, args.credentials = s.state_dir, s.credentials or None
     launch_settings = lifecycle_settings(s).launch
     state: dict[str, object] = {}
@@ -90,10 +99,28 @@ def run(args: argparse.Namespace, console: Console) -> int:
             fh.read(1)
         return f"{args.credentials} readable, mode {st.st_mode & 0o777:o}"
 
+    def cdp_endpoints() -> str:
+        """Every remote browser (``[browser] endpoints``): one line each, redacted URL, version, ok or down."""
+        down = 0
+        for url in s.browser_endpoints:
+            endpoint = parse_endpoint(url)
+            try:
+                info = probe_endpoint(endpoint, timeout=5.0)
+            except BrowserUnavailable as exc:
+                down += 1
+                console.result(f"     {exc}")
+                continue
+            console.result(f"     endpoint {endpoint.redacted} ok: {info.get('Browser', '?')}")
+        if down:
+            raise BrowserUnavailable(f"{down} of {len(s.browser_endpoints)} endpoint(s) down")
+        return f"{len(s.browser_endpoints)} endpoint(s) up"
+
+    # with remote browsers, no local Chromium is needed: the endpoints are checked instead
+    browser_checks: list[tuple[str, Callable[[], str]]] = [("cdp-endpoints", cdp_endpoints)] if s.browser_endpoints \
+        else [("chromium-found", chromium_found), ("chromium-answering", chromium_answering),
+              ("cdp-evaluate", cdp_evaluate)]
     checks: list[tuple[str, Callable[[], str]]] = [
-        ("chromium-found", chromium_found),
-        ("chromium-answering", chromium_answering),
-        ("cdp-evaluate", cdp_evaluate),
+        *browser_checks,
         ("state-dir-writable", state_dir_writable),
         ("credentials-private", credentials_private),
     ]

@@ -55,8 +55,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="the Ray cluster to join (auto, HOST:6379); default: start a local Ray instance")
     p.add_argument("--credentials", default=None, help="credential store file (mode 600)")
+    add_endpoint_argument(p)
     add_output_arguments(p)
     add_plugin_arguments(p)
+
+
+def add_endpoint_argument(p: argparse.ArgumentParser) -> None:
+    """``--cdp-endpoint URL`` (repeatable): remote browsers instead of launched ones (run, soak, health)."""
+    p.add_argument("--cdp-endpoint", action="append", default=[], metavar="URL", dest="cdp_endpoint",
+                   help="connect to the browser at URL instead of launching one: http://host:9222 or "
+                        "ws://host:9222/devtools/browser/ID (repeatable; worker i uses endpoint i %% N)")
+
+
+def endpoint_override(args: argparse.Namespace) -> tuple[str, ...] | None:
+    return tuple(args.cdp_endpoint) or None
 
 
 def add_plugin_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,7 +107,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     activate_plugins(args)
     loaded = load_settings(args.config, overrides={"workers": args.workers, "mode": args.mode,
                                                    "state_dir": args.state_dir, "backend": args.backend,
-                                                   "ray_address": args.ray_address})
+                                                   "ray_address": args.ray_address,
+                                                   "browser_endpoints": endpoint_override(args)})
     s = loaded.settings
     creds = args.credentials or s.credentials or None
     outputs = outputs_of(args)  # a bad SLO file or output path: exit 2 before anything is made or run

@@ -16,7 +16,8 @@ import argparse
 from engine.config import load_settings
 from engine.cli.console import Console
 from engine.cli.exit_codes import EXIT_ABORTED, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_NO_GO, EXIT_OK
-from engine.cli.commands.run import activate_plugins, add_plugin_arguments, progress_printer
+from engine.cli.commands.run import (activate_plugins, add_endpoint_argument, add_plugin_arguments, endpoint_override,
+                                     progress_printer)
 from engine.cli.outputs import add_metrics_argument
 from engine.evidence.outputs import check_writable
 from engine.evidence.outputs.metrics import soak_figures, write_metrics
@@ -45,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="the Ray cluster to join (auto, HOST:6379); default: start a local Ray instance")
     p.add_argument("--credentials", default=None)
+    add_endpoint_argument(p)
     add_metrics_argument(p)
     add_plugin_arguments(p)
 
@@ -52,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     activate_plugins(args)
     loaded = load_settings(args.config, overrides={"workers": args.workers, "state_dir": args.state_dir,
-                                                   "backend": args.backend, "ray_address": args.ray_address})
+                                                   "backend": args.backend, "ray_address": args.ray_address,
+                                                   "browser_endpoints": endpoint_override(args)})
     s = loaded.settings
     soak = SoakSettings(duration_s=parse_duration(args.duration),
                         window_s=parse_duration(args.window) if args.window else None,

@@ -332,7 +332,7 @@ class ClusterWorker:
         threading.Thread(target=self._heartbeat, daemon=True, name="drover-lease-heartbeat").start()
         with self._bound():
             self.lifecycle = assembly.open_lifecycle(settings, cohort=self.name, seed=seed,
-                                                     before_send=self.coord.guard)
+                                                     before_send=self.coord.guard, index=index)
             place = assembly.ExecutorPlace(run_id, self.run_dir, state_dir, batch, seed)
             self.executor = assembly.build_executor(
                 settings, place, store=CoordinatorStore(coordinator, self.holder, self.trips),

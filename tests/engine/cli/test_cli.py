@@ -160,5 +160,5 @@ def test_health_codes_are_distinct_and_clear_of_the_general_exit_codes():
     from engine.cli import exit_codes
 
     general = {v for k, v in vars(exit_codes).items() if k.startswith("EXIT_")}
-    assert len(set(HEALTH_CODES.values())) == len(HEALTH_CODES) == len(CHECKS)
+    assert len(set(HEALTH_CODES.values())) == len(HEALTH_CODES) == len(CHECKS) + 1  # + cdp-endpoints (remote)
     assert not set(HEALTH_CODES.values()) & general
