@@ -44,6 +44,7 @@ setup(
             "ray>=2.9",  # the Ray backend's tests run in CI on a local multi-node cluster
             "junitparser>=3.1",  # a real JUnit consumer reads run --junit files in the tests
             "prometheus-client>=0.17",  # its text parser reads --metrics files in the tests
+            "playwright>=1.40",  # bench peer's smoke test; never `playwright install`: it drives the system Chromium
         ],
         "ray": ["ray>=2.9"],
         "peer": ["playwright>=1.40"],

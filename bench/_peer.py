@@ -1,9 +1,14 @@
 """``python -m bench peer``: Drover against Playwright for Python, same flows, same Chromium, same workers.
 
-Each round runs the batch through the engine and through a Playwright
-process pool, then measures one command's round trip on each client; the
-order flips every round (D,P then P,D) so a machine that gets busier or
-quieter during the invocation does not favour either side.  Throughput
+Each round runs the batch through every runner (``--modes``: Drover in
+``context``, ``reset``, ``page``; Playwright with a context per job or one
+per worker; by default Drover in ``--isolation`` and its Playwright
+counterpart), then measures one command's round trip on each client; the
+order rotates and flips every round (:func:`round_order`) so a machine that
+gets busier or quieter during the invocation favours no runner.  Per
+runner: jobs/s, job latency p50/p95, CPU-seconds per job and CDP commands
+per job (Drover counts its own; Playwright's are counted from its driver's
+protocol log in a short untimed run after the rounds).  Throughput
 counts passed jobs over wall time including worker and browser start-up
 and shutdown, for both.  CPU is the process tree's (workers, drivers,
 browsers) for both, measured the same way: the larger of ``getrusage`` of
@@ -15,12 +20,14 @@ process and is left out.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import importlib.util
 import os
 import resource
 import statistics
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +79,85 @@ def _playwright_batch(executable: str, base_url: str, config: BenchConfig, exclu
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Runner:
+    """One side of the comparison in one isolation mode (``drover:reset``, ``playwright:context`` ...)."""
+
+    side: str        # "drover" or "playwright"
+    isolation: str   # the engine's job_isolation; Playwright's context (new context per job) or page
+
+    @property
+    def name(self) -> str:
+        return f"{'Drover' if self.side == 'drover' else 'Playwright'} {self.isolation}"
+
+    @property
+    def peer_isolation(self) -> str:
+        """The Playwright mode that gives a job what this mode gives it (``reset`` promises a fresh context)."""
+        return "page" if self.isolation == "page" else "context"
+
+
+ALL_MODES = "drover:context,drover:reset,drover:page,playwright:context,playwright:page"
+
+
+def modes_arg(text: str) -> tuple[Runner, ...]:
+    """``--modes``: a comma list of SIDE:ISOLATION (``all`` for every Drover mode and both Playwright ones)."""
+    text = ALL_MODES if text.strip() == "all" else text
+    out: list[Runner] = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        side, _, isolation = item.partition(":")
+        allowed = ("context", "reset", "page") if side == "drover" else ("context", "page")
+        if side not in ("drover", "playwright") or isolation not in allowed:
+            raise argparse.ArgumentTypeError(
+                f"--modes items are drover:context|reset|page or playwright:context|page (or 'all'); got {item!r}")
+        out.append(Runner(side, isolation))
+    runners = tuple(dict.fromkeys(out))
+    if not any(r.side == "drover" for r in runners) or not any(r.side == "playwright" for r in runners):
+        raise argparse.ArgumentTypeError("--modes needs at least one drover:… and one playwright:… runner")
+    return runners
+
+
+def round_order(runners: tuple[Runner, ...], i: int) -> list[Runner]:
+    """Round ``i``'s order (1-based), from a balanced Latin square (Williams design).
+
+    Over ``n`` rounds each of ``n`` runners takes every position once, and
+    each runner follows each other one equally often (``2n`` rounds when
+    ``n`` is odd: the square, then its mirror): a machine that gets busier or
+    quieter during the invocation favours no runner.  Two runners: A,B then B,A.
+    """
+    n = len(runners)
+    first = [0]
+    for k in range(1, n):
+        first.append((k + 1) // 2 if k % 2 else n - k // 2)
+    r = (i - 1) % (2 * n if n % 2 else n)
+    row = [runners[(s + r) % n] for s in first]
+    return row[::-1] if r >= n else row
+
+
+def _drover_figures(fig: Any) -> dict[str, Any]:
+    return {"throughput": fig.throughput, "elapsed_s": fig.elapsed_s, "passed": fig.passed,
+            "failed": fig.failed, "cpu_s": fig.cpu_s, "cpu_sampled_s": fig.cpu_sampled_s,
+            "peak_rss": fig.peak_rss, "job_ms": [(f, v) for f, vs in fig.job_ms.items() for v in vs],
+            "launches": sum(fig.launches.values()), "cdp_per_job": fig.cdp_per_job, "errors": []}
+
+
+PROTOCOL_JOBS = 3  # jobs of the (untimed) run that counts Playwright's CDP commands
+
+
+def _playwright_protocol(executable: str, base_url: str, config: BenchConfig, isolation: str, work: Path) -> float:
+    """Mean CDP commands per job Playwright's driver sends Chromium (its ``pw:protocol`` log, one worker).
+
+    Why a separate run: the log costs the driver time, so the timed rounds run without it.
+    """
+    from bench._pw import pool_run
+
+    folder = work / f"pw-protocol-{isolation}"
+    folder.mkdir()
+    out = pool_run(executable, base_url, 1, min(config.jobs, PROTOCOL_JOBS), config.flows, isolation,
+                   protocol_dir=str(folder))
+    counts = out["protocol_commands"]
+    return statistics.fmean(counts) if counts else 0.0
+
+
 def peer_command(args: argparse.Namespace, console: Console) -> int:
     version = playwright_version()
     if version is None:
@@ -82,54 +168,129 @@ def peer_command(args: argparse.Namespace, console: Console) -> int:
     table = SMOKE if args.smoke else DEFAULTS
     config = BenchConfig(args.workers or table["workers"], args.jobs or (4 if args.smoke else 18),
                          args.flows or flows_arg(table["flows"]), isolation=args.isolation or table["isolation"])
+    runners: tuple[Runner, ...] = getattr(args, "modes", None) or (
+        Runner("drover", config.isolation), Runner("playwright", Runner("drover", config.isolation).peer_isolation))
     rounds = args.rounds or (1 if args.smoke else 3)
     lat_n = args.latency_rounds or (50 if args.smoke else 500)
     executable = find_chromium()
     console.line(f"bench peer: Drover vs Playwright {version}, {config.label()}, {rounds} round(s), "
-                 f"Chromium {executable}")
-    drover: list[dict[str, Any]] = []
-    peer: list[dict[str, Any]] = []
-    d_lat: list[list[float]] = []
-    p_lat: list[list[float]] = []
+                 f"runners {', '.join(r.name for r in runners)}, Chromium {executable}")
+    runs: dict[Runner, list[dict[str, Any]]] = {r: [] for r in runners}
+    lat: dict[str, list[list[float]]] = {"drover": [], "playwright": []}
+    load: list[float] = [os.getloadavg()[0]]
     with SiteProcess() as site, tempfile.TemporaryDirectory(prefix="drover-bench-peer-") as tmp:
         exclude = (site.pid,)
-
-        def run_drover(i: int) -> None:
-            fig = run_once(config, base_url=site.base_url, work=Path(tmp), tag=f"{i:02d}-drover",
-                           sampler_exclude=exclude)
-            drover.append({"throughput": fig.throughput, "elapsed_s": fig.elapsed_s, "passed": fig.passed,
-                           "failed": fig.failed, "cpu_s": fig.cpu_s, "cpu_sampled_s": fig.cpu_sampled_s,
-                           "peak_rss": fig.peak_rss,
-                           "job_ms": [(f, v) for f, vs in fig.job_ms.items() for v in vs],
-                           "launches": sum(fig.launches.values()), "cdp_per_job": fig.cdp_per_job})
-            console.status(f"round {i}: Drover {fig.throughput:.3f} jobs/s ({fig.failed} failed)")
-            d_lat.append(cdp_latency_ms(lat_n))
-
-        def run_peer(i: int) -> None:
-            out = _playwright_batch(executable, site.base_url, config, exclude)
-            peer.append(out)
-            console.status(f"round {i}: Playwright {out['throughput']:.3f} jobs/s ({out['failed']} failed)")
-            p_lat.append(latency_ms(executable, lat_n))
-
         for i in range(1, rounds + 1):
-            first, second = (run_drover, run_peer) if i % 2 else (run_peer, run_drover)
-            first(i)
-            second(i)
+            probed: set[str] = set()
+            for runner in round_order(runners, i):
+                cfg = dataclasses.replace(config, isolation=runner.isolation)
+                if runner.side == "drover":
+                    out = _drover_figures(run_once(cfg, base_url=site.base_url, work=Path(tmp),
+                                                   tag=f"{i:02d}-drover-{runner.isolation}", sampler_exclude=exclude))
+                else:
+                    out = _playwright_batch(executable, site.base_url, cfg, exclude)
+                runs[runner].append(out)
+                console.status(f"round {i}: {runner.name} {out['throughput']:.3f} jobs/s ({out['failed']} failed)")
+                if runner.side not in probed:  # one command round-trip probe per client and round
+                    probed.add(runner.side)
+                    lat[runner.side].append(cdp_latency_ms(lat_n) if runner.side == "drover"
+                                            else latency_ms(executable, lat_n))
+            load.append(os.getloadavg()[0])
+        for runner in (r for r in runners if r.side == "playwright"):  # untimed: the protocol log slows it
+            console.status(f"counting {runner.name}'s CDP commands per job ...")
+            counted = _playwright_protocol(executable, site.base_url, config, runner.isolation, Path(tmp))
+            for out in runs[runner]:
+                out["cdp_per_job"] = counted
         console.end_status()
-    result = compare(drover, peer, d_lat, p_lat, config.workers)
+    primary = next(r for r in runners if r.side == "drover")
+    reference = next((r for r in runners if r.side == "playwright" and r.isolation == primary.peer_isolation),
+                     next(r for r in runners if r.side == "playwright"))
+    result = compare(runs[primary], runs[reference], lat["drover"], lat["playwright"], config.workers)
     result["playwright"] = version
     result["config"] = config.as_dict()
     result["fingerprint"] = fingerprint()
+    result["compared"] = {"drover": primary.name, "playwright": reference.name}
+    result["runners"] = matrix(runs)
+    result["load_avg_1m"] = load
     for line in lines(result):
         console.line(line)
-    for e in {e for p in peer for e in p["errors"]}:
+    for line in matrix_lines(result["runners"], load):
+        console.line(line)
+    for e in {e for r in runs.values() for p in r for e in p["errors"]}:
         console.warn(f"Playwright job failed: {e}")
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    if any(d["failed"] for d in drover) or any(p["failed"] for p in peer):
+    if any(p["failed"] for r in runs.values() for p in r):
         console.warn("some jobs failed: the figures count passed jobs only")
         return EXIT_JOB_FAILURES
     return EXIT_OK
+
+
+def matrix(runs: dict[Runner, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per runner: throughput over the rounds, job latency, CPU per job, CDP commands, and ratios.
+
+    Ratios are to Playwright's context-per-job runner (the issue's
+    reference), per round (same round, adjacent in time) and of the means;
+    p95 is also compared with the Playwright runner of the same isolation
+    (``reset`` and ``context`` against context, ``page`` against page).
+    """
+    pw_ctx = runs.get(Runner("playwright", "context"))
+    out: dict[str, dict[str, Any]] = {}
+    for runner, rs in runs.items():
+        t = Spread(tuple(r["throughput"] for r in rs))
+        jobs = [v for r in rs for _f, v in r["job_ms"]]
+        row: dict[str, Any] = {
+            "side": runner.side, "isolation": runner.isolation, "throughput": t.as_dict(),
+            "job_ms": pcts(jobs), "failed": sum(r["failed"] for r in rs),
+            "p95_per_round": [pcts(v for _f, v in r["job_ms"])["p95"] for r in rs],
+            "cpu_per_job_s": sum(r["cpu_s"] for r in rs) / max(1, sum(r["passed"] for r in rs)),
+            "cdp_commands_per_job": statistics.fmean(r.get("cdp_per_job", 0.0) for r in rs),
+        }
+        if pw_ctx:
+            ref = Spread(tuple(r["throughput"] for r in pw_ctx))
+            per_round = [a / b if b else 0.0 for a, b in zip(t.values, ref.values)]
+            row["vs_playwright_context"] = {
+                "ratio_of_means": t.mean / ref.mean if ref.mean else 0.0, "per_round": per_round,
+                # the geometric mean of same-round ratios: a round the whole machine was slow in weighs no more
+                "geometric_mean": statistics.geometric_mean(per_round) if all(per_round) and per_round else 0.0}
+        peer = runs.get(Runner("playwright", runner.peer_isolation))
+        if runner.side == "drover" and peer:
+            peer_rounds = [pcts(v for _f, v in r["job_ms"])["p95"] for r in peer]
+            row["p95_vs"] = {"playwright": Runner("playwright", runner.peer_isolation).name,
+                             "playwright_p95": pcts(v for r in peer for _f, v in r["job_ms"])["p95"],
+                             "playwright_p95_per_round": peer_rounds,
+                             "rounds_not_worse": sum(d <= p for d, p in zip(row["p95_per_round"], peer_rounds))}
+        out[runner.name] = row
+    return out
+
+
+def matrix_lines(rows: dict[str, dict[str, Any]], load: list[float]) -> list[str]:
+    out = ["", "runner               jobs/s (mean; per round)            x PW ctx   p50 ms   p95 ms  CPU-s/job"
+           "  CDP/job  failed"]
+    for name, r in rows.items():
+        t = r["throughput"]
+        per = ", ".join(f"{v:.2f}" for v in t["values"])
+        ratio = r.get("vs_playwright_context", {}).get("ratio_of_means")
+        cdp = r["cdp_commands_per_job"]
+        cdp = cdp if cdp else None
+        out.append(f"{name:20s} {t['mean']:6.3f} ({per:26s}) {ratio if ratio is not None else 0:7.2f}x "
+                   f"{r['job_ms']['p50']:8.0f} {r['job_ms']['p95']:8.0f} {r['cpu_per_job_s']:9.2f} "
+                   f"{'-' if cdp is None else f'{cdp:.1f}':>8s} {r['failed']:7d}")
+    for name, r in rows.items():
+        if "p95_vs" in r:
+            ok = r["job_ms"]["p95"] <= r["p95_vs"]["playwright_p95"]
+            rounds = ", ".join(f"{d:.0f}/{p:.0f}" for d, p in zip(r["p95_per_round"],
+                                                                   r["p95_vs"]["playwright_p95_per_round"]))
+            out.append(f"  p95 {name}: {r['job_ms']['p95']:.0f} ms vs {r['p95_vs']['playwright']} "
+                       f"{r['p95_vs']['playwright_p95']:.0f} ms ({'<=' if ok else 'WORSE'}); per round "
+                       f"(Drover/Playwright ms) {rounds}: not worse in {r['p95_vs']['rounds_not_worse']} of "
+                       f"{len(r['p95_per_round'])}")
+        if "vs_playwright_context" in r and r["side"] == "drover":
+            v = r["vs_playwright_context"]
+            per = ", ".join(f"{x:.2f}x" for x in v["per_round"])
+            out.append(f"  {name} / Playwright context per round: {per} (geometric mean {v['geometric_mean']:.2f}x)")
+    out.append("load average (1 min) before and after each round: " + ", ".join(f"{v:.1f}" for v in load))
+    return out
 
 
 def compare(drover: list[dict[str, Any]], peer: list[dict[str, Any]], d_lat: list[list[float]],
@@ -162,9 +323,9 @@ def compare(drover: list[dict[str, Any]], peer: list[dict[str, Any]], d_lat: lis
         "job_ms": {"drover": flows(drover), "playwright": flows(peer)},
         "browser_launches_per_run": {"drover": [d["launches"] for d in drover], "playwright": workers},
         "failed": {"drover": sum(d["failed"] for d in drover), "playwright": sum(p["failed"] for p in peer)},
-        # Drover's own count (attempt_timing); Playwright's driver protocol is not CDP, so it has none here
-        "cdp_commands_per_job": {"drover": statistics.fmean(d.get("cdp_per_job", 0.0) for d in drover)
-                                 if drover else 0.0},
+        # Drover's own count (attempt_timing); Playwright's from its driver's protocol log (an untimed run)
+        "cdp_commands_per_job": {side: statistics.fmean(d.get("cdp_per_job", 0.0) for d in runs) if runs else 0.0
+                                 for side, runs in (("drover", drover), ("playwright", peer))},
     }
 
 
@@ -191,8 +352,9 @@ def lines(r: dict[str, Any]) -> list[str]:
            f"Drover {r['cpu_per_job_s']['drover']:.2f} s, Playwright {r['cpu_per_job_s']['playwright']:.2f} s",
            f"peak memory (sum of RSS): Drover {r['peak_rss_mb']['drover']:.0f} MB, "
            f"Playwright {r['peak_rss_mb']['playwright']:.0f} MB",
-           f"CDP commands per job: Drover {r.get('cdp_commands_per_job', {}).get('drover', 0.0):.1f} "
-           "(Playwright: not counted, its driver speaks its own protocol to Chromium)",
+           f"CDP commands per job: Drover {r.get('cdp_commands_per_job', {}).get('drover', 0.0):.1f} (its own "
+           f"count), Playwright {r.get('cdp_commands_per_job', {}).get('playwright', 0.0):.1f} (its driver's "
+           "protocol log, in an untimed run)",
            f"browser launches per run: Drover {r['browser_launches_per_run']['drover']}, "
            f"Playwright {r['browser_launches_per_run']['playwright']} (one per worker)"]
     for side in ("drover", "playwright"):
@@ -201,4 +363,5 @@ def lines(r: dict[str, Any]) -> list[str]:
     return [line for line in out if line]
 
 
-__all__ = ["peer_command", "compare", "lines", "playwright_version", "INSTALL_HINT"]
+__all__ = ["peer_command", "compare", "lines", "matrix", "matrix_lines", "modes_arg", "round_order", "Runner",
+           "playwright_version", "INSTALL_HINT"]

@@ -24,6 +24,7 @@ the next job).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import re
 import time
@@ -106,9 +107,36 @@ def replay(context: Any, page: Any, flow: dict[str, Any], variables: dict[str, s
             raise NotImplementedError(f"the Playwright peer does not replay {kind!r} steps")
 
 
-def _worker(executable: str, base_url: str, keys: list[str], isolation: str, queue: Any, results: Any) -> None:
+_SEND = "SEND \u25ba ".encode()  # the driver's pw:protocol debug line for a command sent to the browser
+
+
+def _sent(log_path: str | None) -> int:
+    """Commands the driver has sent to Chromium so far (lines of its ``pw:protocol`` log)."""
+    if log_path is None:
+        return 0
+    with open(log_path, "rb") as f:
+        return f.read().count(_SEND)
+
+
+def _log_protocol(log_path: str) -> None:
+    """Make this process's Playwright driver log every CDP message to ``log_path``.
+
+    Why stderr and not ``DEBUG_FILE``: the driver writes that file through an
+    asynchronous stream, so a job's last commands could land after the job;
+    Node writes to a file on stderr synchronously, before the command goes out.
+    """
+    os.environ["DEBUG"] = "pw:protocol"
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _worker(executable: str, base_url: str, keys: list[str], isolation: str, queue: Any, results: Any,
+            protocol_log: str | None = None) -> None:
     from playwright.sync_api import Error as PlaywrightError, sync_playwright
 
+    if protocol_log is not None:
+        _log_protocol(protocol_log)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, headless=True)
         shared = browser.new_context() if isolation == "page" else None
@@ -118,6 +146,7 @@ def _worker(executable: str, base_url: str, keys: list[str], isolation: str, que
                 if i is None:
                     break
                 key = keys[i]
+                sent0 = _sent(protocol_log)
                 t0 = time.monotonic()
                 error = None
                 context = shared or browser.new_context()
@@ -134,23 +163,29 @@ def _worker(executable: str, base_url: str, keys: list[str], isolation: str, que
                             page.close()
                     else:
                         context.close()
-                results.put((i, TITLES[key], (time.monotonic() - t0) * 1000, error))
+                ms = (time.monotonic() - t0) * 1000
+                results.put((i, TITLES[key], ms, error, _sent(protocol_log) - sent0 if protocol_log else None))
         finally:
             browser.close()
 
 
 def pool_run(executable: str, base_url: str, workers: int, jobs: int, flows: tuple[str, ...],
-             isolation: str = "context") -> dict[str, Any]:
+             isolation: str = "context", protocol_dir: str | None = None) -> dict[str, Any]:
     """Run the batch on ``workers`` processes; wall time includes start-up and shutdown (as for the engine).
 
     ``isolation`` mirrors the engine setting: ``context``, a fresh browser
     context per job; ``page``, one context per worker and a new page per job.
+    ``protocol_dir``: count the CDP commands each job's driver sent to Chromium
+    (``protocol_commands``), from the driver's protocol log in that folder.
+    The log slows the driver down: a counting run is not a timed one.
     """
     ctx = mp.get_context("fork")
     keys = job_flows(jobs, flows)
     queue, results = ctx.Queue(), ctx.Queue()
     t0 = time.monotonic()
-    procs = [ctx.Process(target=_worker, args=(executable, base_url, keys, isolation, queue, results), name=f"pw-w{n}")
+    procs = [ctx.Process(target=_worker, args=(executable, base_url, keys, isolation, queue, results,
+                                               os.path.join(protocol_dir, f"w{n}.log") if protocol_dir else None),
+                         name=f"pw-w{n}")
              for n in range(workers)]
     for p in procs:
         p.start()
@@ -158,7 +193,7 @@ def pool_run(executable: str, base_url: str, workers: int, jobs: int, flows: tup
         queue.put(i)
     for _ in procs:
         queue.put(None)
-    out: list[tuple[int, str, float, str | None]] = []
+    out: list[tuple[int, str, float, str | None, int | None]] = []
     while len(out) < jobs:
         try:
             out.append(results.get(timeout=1.0))
@@ -168,10 +203,11 @@ def pool_run(executable: str, base_url: str, workers: int, jobs: int, flows: tup
     for p in procs:
         p.join(60)
     elapsed = time.monotonic() - t0
-    errors = [e for *_rest, e in out if e]
+    errors = [e for _i, _t, _ms, e, _n in out if e]
     errors += [f"worker died before running it (exit codes {[p.exitcode for p in procs]})"] * (jobs - len(out))
     return {"elapsed_s": elapsed, "passed": jobs - len(errors), "failed": len(errors), "errors": errors[:5],
-            "job_ms": [(title, ms) for _i, title, ms, e in out if not e],
+            "job_ms": [(title, ms) for _i, title, ms, e, _n in out if not e],
+            "protocol_commands": [n for *_rest, e, n in out if n is not None and not e],
             "exit_codes": [p.exitcode for p in procs]}
 
 

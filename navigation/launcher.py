@@ -64,6 +64,10 @@ CHROMIUM_FLAGS: tuple[str, ...] = (
     "--no-default-browser-check",
     "--disable-features=Translate,MediaRouter,OptimizationHints",
     "--mute-audio",
+    # A page left for another one is not kept alive in a back-forward cache: every navigation would
+    # otherwise swap to a new renderer process (two per form job under reset isolation, ~17% of its CPU)
+    # and a reset page could keep the last job's document frozen in memory.  Playwright disables it too.
+    "--disable-back-forward-cache",
 )
 PROFILE_PREFIX = "drover-profile-"
 _REAPER = str(Path(__file__).with_name("_reaper.py"))

@@ -189,7 +189,54 @@ def test_scale_smoke() -> None:
 @pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
                     reason="Playwright for Python is not installed (optional extra: pip install playwright)")
 @real_chromium
-def test_peer_smoke() -> None:
-    r = bench("peer", "--smoke", "--jobs", "2", "--latency-rounds", "20")
+def test_peer_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "peer.json"
+    r = bench("peer", "--smoke", "--jobs", "2", "--latency-rounds", "20", "--modes",
+              "drover:reset,playwright:context", "--json", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ratio Drover/Playwright:" in r.stdout and "ratio Drover/Playwright latency" in r.stdout
+    assert "p95 Drover reset:" in r.stdout and "x PW ctx" in r.stdout
+    rows = orjson.loads(out.read_bytes())["runners"]
+    assert set(rows) == {"Drover reset", "Playwright context"}
+    for row in rows.values():  # every runner: throughput, p95, CPU per job and CDP commands per job
+        assert row["throughput"]["values"][0] > 0 and row["job_ms"]["n"] == 2 and row["job_ms"]["p95"] > 0
+        assert row["cpu_per_job_s"] > 0 and row["cdp_commands_per_job"] > 5, row
+    assert rows["Drover reset"]["p95_vs"]["playwright"] == "Playwright context"
+
+
+def test_peer_matrix_ratios_and_p95_by_round() -> None:
+    from bench._peer import Runner, matrix
+
+    def run(throughput: float, ms: list[float], cpu_s: float, cdp: float) -> dict:
+        return {"throughput": throughput, "job_ms": [("form", m) for m in ms], "failed": 0, "cpu_s": cpu_s,
+                "passed": len(ms), "cdp_per_job": cdp, "errors": []}
+
+    rows = matrix({Runner("drover", "reset"): [run(2.0, [100, 200, 300], 1.2, 41), run(3.0, [100, 150], 0.8, 43)],
+                   Runner("playwright", "context"): [run(1.0, [300, 400], 3.0, 110), run(1.0, [120, 130], 3.0, 110)]})
+    reset, pw = rows["Drover reset"], rows["Playwright context"]
+    assert reset["vs_playwright_context"]["per_round"] == [2.0, 3.0]
+    assert reset["vs_playwright_context"]["ratio_of_means"] == 2.5
+    assert abs(reset["vs_playwright_context"]["geometric_mean"] - 6 ** 0.5) < 1e-9
+    assert reset["cpu_per_job_s"] == 2.0 / 5 and pw["cpu_per_job_s"] == 6.0 / 4
+    assert reset["cdp_commands_per_job"] == 42 and pw["cdp_commands_per_job"] == 110
+    assert reset["p95_per_round"] == [300, 150] and reset["p95_vs"]["playwright_p95_per_round"] == [400, 130]
+    assert reset["p95_vs"]["rounds_not_worse"] == 1  # 300 <= 400, but 150 > 130
+    assert "p95_vs" not in pw
+
+
+def test_peer_modes_and_round_order() -> None:
+    from bench._peer import Runner, modes_arg, round_order
+
+    runners = modes_arg("all")
+    assert [r.name for r in runners] == ["Drover context", "Drover reset", "Drover page", "Playwright context",
+                                         "Playwright page"]
+    assert Runner("drover", "reset").peer_isolation == "context" and Runner("drover", "page").peer_isolation == "page"
+    for bad in ("playwright:reset", "drover:context", "selenium:page", "drover:nope,playwright:page"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            modes_arg(bad)
+    orders = [round_order(runners, i) for i in range(1, 6)]
+    assert all(sorted(o, key=runners.index) == list(runners) for o in orders)  # everyone runs every round
+    for runner in runners:  # and takes every position once over five rounds
+        assert sorted(o.index(runner) for o in orders) == list(range(5))
+    two = modes_arg("drover:reset,playwright:context")
+    assert [round_order(two, i) for i in (1, 2)] == [list(two), list(two)[::-1]]  # A,B then B,A
