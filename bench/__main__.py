@@ -2,7 +2,8 @@
 
 Commands: ``run`` (end-to-end throughput, baseline and gate), ``peer``
 (Drover vs Playwright), ``scale`` (1, 2, 4 ... workers), ``faults`` (a
-fault campaign against a batch), ``cluster-credentials`` (actors sharing
+fault campaign against a batch), ``concurrency`` (a latency-bound batch as
+workers x sessions), ``cluster-credentials`` (actors sharing
 credentials on a local multi-node Ray cluster: double ownership, lease waits).  Exit codes: 0 ok, 1 the gate found a
 regression (faults: an invariant was violated), 2 bad arguments or
 baseline, 3 Drover or its environment failed (faults: also a fault that
@@ -14,10 +15,11 @@ import argparse
 import logging
 import sys
 
+from bench._concurrency import add_arguments as add_concurrency_arguments, concurrency_command
 from bench._clustercreds import add_arguments as add_credential_arguments, cluster_credentials_command
 from bench._faults import add_arguments as add_fault_arguments, faults_command
 from bench._gate import BaselineError
-from bench._peer import peer_command
+from bench._peer import modes_arg, peer_command
 from bench._run import EXIT_INPUT, EXIT_INTERNAL, UsageError, add_common, run_command, scale_command
 from coordination.errors import DroverError
 from engine.cli.console import Console
@@ -42,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(peer)
     peer.add_argument("--rounds", type=int, help="alternating rounds (default 3; smoke 1)")
     peer.add_argument("--latency-rounds", type=int, help="command round trips per client per round (default 500)")
+    peer.add_argument("--modes", type=modes_arg, metavar="LIST",
+                      help="runners, alternating in every round: a comma list of drover:context|reset|page and "
+                           "playwright:context|page, or 'all' (default: Drover in --isolation and its Playwright "
+                           "counterpart)")
     peer.set_defaults(_run=peer_command)
     scale = sub.add_parser("scale", help="throughput and memory at 1, 2, 4 ... workers up to the machine's limit")
     add_common(scale)
@@ -56,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="Ray: N actors x K credentials on a local multi-node cluster (exit 1: double owner)")
     add_credential_arguments(creds)
     creds.set_defaults(_run=cluster_credentials_command)
+    conc = sub.add_parser("concurrency", help="a latency-bound batch as W x 1, 1 x W, W/2 x 2 sessions and auto: "
+                                              "throughput, p95 and peak PSS")
+    add_concurrency_arguments(conc)
+    conc.set_defaults(_run=concurrency_command)
     return parser
 
 

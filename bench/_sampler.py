@@ -14,6 +14,10 @@ object with:
                 pages count once per process, so this over-counts Chromium,
                 whose processes share a lot)
 ``peak_procs``  the most processes seen at once; ``samples``: how many walks
+``peak_pss``    with ``--pss``: the largest sum of PSS (proportional set size: a
+                page shared by N processes counts 1/N in each, so the sum
+                counts it once); 0 without.  Opt-in: it reads every process's
+                smaps_rollup, far dearer than RSS
 
 The root process itself and the EXCLUDE pids (with their subtrees) are
 left out: the root's own CPU is measured by the caller with ``os.times``.
@@ -35,6 +39,7 @@ class TreeSample:
     peak_rss: int = 0
     peak_procs: int = 0
     samples: int = 0
+    peak_pss: int = 0
 
 
 def _walk(root: psutil.Process, exclude: set[int]) -> list[psutil.Process]:
@@ -51,24 +56,28 @@ def _walk(root: psutil.Process, exclude: set[int]) -> list[psutil.Process]:
     return out
 
 
-def sample_loop(root_pid: int, interval: float, exclude: set[int], stop: threading.Event) -> TreeSample:
+def sample_loop(root_pid: int, interval: float, exclude: set[int], stop: threading.Event,
+                pss: bool = False) -> TreeSample:
     root = psutil.Process(root_pid)
     cpu: dict[tuple[int, float], float] = {}
     result = TreeSample()
     while True:
         procs = _walk(root, exclude)
-        rss = 0
+        rss = pss_sum = 0
         for p in procs:
             try:
                 with p.oneshot():
                     t = p.cpu_times()
                     key = (p.pid, p.create_time())
                     rss += p.memory_info().rss
+                    if pss:
+                        pss_sum += p.memory_full_info().pss
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue  # ended between the walk and the read: its last sample stands
             cpu[key] = t.user + t.system
         result.samples += 1
         result.peak_rss = max(result.peak_rss, rss)
+        result.peak_pss = max(result.peak_pss, pss_sum)
         result.peak_procs = max(result.peak_procs, len(procs))
         if stop.wait(interval):
             break
@@ -79,15 +88,16 @@ def sample_loop(root_pid: int, interval: float, exclude: set[int], stop: threadi
 class TreeSampler:
     """Runs ``bench/_sampler.py`` over this process's tree between ``start`` and ``stop``."""
 
-    def __init__(self, interval: float = 0.25, exclude: tuple[int, ...] = ()) -> None:
+    def __init__(self, interval: float = 0.25, exclude: tuple[int, ...] = (), pss: bool = False) -> None:
         self.interval = interval
         self.exclude = exclude
+        self.pss = pss
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         import os
 
-        args = [sys.executable, __file__, str(os.getpid()), str(self.interval),
+        args = [sys.executable, __file__, *(["--pss"] if self.pss else []), str(os.getpid()), str(self.interval),
                 *map(str, self.exclude)]
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         assert self._proc.stdout is not None
@@ -109,11 +119,13 @@ class TreeSampler:
 def main(argv: list[str]) -> None:
     import os
 
+    pss = bool(argv) and argv[0] == "--pss"
+    argv = argv[1:] if pss else argv
     root_pid, interval = int(argv[0]), float(argv[1])
     exclude = {int(a) for a in argv[2:]} | {os.getpid()}
     stop = threading.Event()
     out: list[TreeSample] = []
-    worker = threading.Thread(target=lambda: out.append(sample_loop(root_pid, interval, exclude, stop)))
+    worker = threading.Thread(target=lambda: out.append(sample_loop(root_pid, interval, exclude, stop, pss)))
     worker.start()
     sys.stdout.write("ready\n")
     sys.stdout.flush()
@@ -122,7 +134,7 @@ def main(argv: list[str]) -> None:
     worker.join()
     r = out[0]
     sys.stdout.buffer.write(orjson.dumps({"cpu_s": r.cpu_s, "peak_rss": r.peak_rss, "peak_procs": r.peak_procs,
-                                          "samples": r.samples}))
+                                          "samples": r.samples, "peak_pss": r.peak_pss}))
     sys.stdout.flush()
 
 
