@@ -12,15 +12,17 @@ from tests.navigation._capture import Capture
 
 pytestmark = pytest.mark.chromium
 
+OPEN = [{"type": "setViewport", "width": 800, "height": 600, "deviceScaleFactor": 1, "isMobile": False,
+         "hasTouch": False, "isLandscape": False},
+        {"type": "navigate", "url": "${BASE_URL}/smooth.html"}]
+
 
 def test_clicks_far_below_the_fold_and_in_a_smooth_scroller(conn, site, tmp_path):
     capture = Capture()
     registry = default_registry()
     registry.register(capture)
     steps = [
-        {"type": "setViewport", "width": 800, "height": 600, "deviceScaleFactor": 1, "isMobile": False,
-         "hasTouch": False, "isLandscape": False},
-        {"type": "navigate", "url": "${BASE_URL}/smooth.html"},
+        *OPEN,
         {"type": "click", "selectors": [["#far"]], "timeout": 3000},
         {"type": "click", "selectors": [["#box-far"]], "timeout": 3000},
         # the page animates a scroll to its bottom; the click on the top button must wait it out and land
@@ -66,9 +68,7 @@ def test_a_smooth_scroll_started_just_before_a_press_cannot_move_the_element_awa
     registry = default_registry()
     registry.register(probe)
     steps = [
-        {"type": "setViewport", "width": 800, "height": 600, "deviceScaleFactor": 1, "isMobile": False,
-         "hasTouch": False, "isLandscape": False},
-        {"type": "navigate", "url": "${BASE_URL}/smooth.html"},
+        *OPEN,
         {"type": "pressPointDuringScroll"},
     ]
     flow = parse_flow({"title": "press", "steps": steps}, source="press.json", extra_types=registry.extra_types())
