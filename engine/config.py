@@ -34,6 +34,8 @@ TOML layout (every key optional)::
     ray_address = ""         # the Ray cluster to join ("auto", "HOST:6379"); empty: start a local Ray instance
     lease_ttl = 10.0         # s a cluster lease lasts without a renewal (backend = "ray")
     extract_max_bytes = 65536  # cap on one job's extracted data (extract steps), as JSON
+    sessions_per_worker = 1  # concurrent jobs per worker on its one browser (1..32; each its own websocket,
+                             # context and ownership slot); backend "ray" supports 1 only
 
     [browser]
     extra_args = []          # more Chromium flags, e.g. ["--lang=de-DE"]; DevTools stays on 127.0.0.1
@@ -115,6 +117,7 @@ class Settings:
     ray_address: str = ""
     lease_ttl: float = 10.0
     extract_max_bytes: int = 64 * 1024
+    sessions_per_worker: int = 1
     browser_extra_args: tuple[str, ...] = ()
     browser_headless: bool = True
     browser_endpoints: tuple[str, ...] = ()
@@ -163,8 +166,22 @@ def validate(s: Settings) -> list[str]:
         p.append("engine.lease_ttl must be > 0")
     if not 2 <= s.extract_max_bytes <= MAX_EXTRACT_BYTES:
         p.append(f"engine.extract_max_bytes must be 2 .. {MAX_EXTRACT_BYTES} (4 MiB), got {s.extract_max_bytes}")
+    p += _session_problems(s)
     p += _browser_problems(s)
     return p
+
+
+MAX_SESSIONS = 32
+
+
+def _session_problems(s: Settings) -> list[str]:
+    k = s.sessions_per_worker
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SESSIONS:
+        return [f"engine.sessions_per_worker must be an integer 1 .. {MAX_SESSIONS}, got {k!r}"]
+    if k > 1 and s.backend == "ray":
+        return [f"engine.sessions_per_worker = {k}: the ray backend runs one session per actor (use 1, "
+                "or backend = \"local\")"]
+    return []
 
 
 def _browser_problems(s: Settings) -> list[str]:

@@ -7,6 +7,8 @@ lost; the manager decides between reconnecting to a healthy browser and
 restarting a dead one, waits between attempts on the cohort's own jittered
 backoff stream (so a shared outage does not make every worker retry in
 lock-step), and logs every decision with the bound correlation id.
+
+Sessions share a browser through :mod:`navigation.shared_browser`.
 """
 from __future__ import annotations
 
@@ -59,6 +61,17 @@ class LifecycleStats:
     last_startup_seconds: float = 0.0
 
 
+def recycle_reason(s: LifecycleSettings, jobs_since_launch: int, browser: BrowserProcess | None) -> str | None:
+    """Why the recycling policy says the browser is due for a restart now, or None."""
+    if s.recycle_after_jobs and jobs_since_launch >= s.recycle_after_jobs:
+        return f"after {jobs_since_launch} jobs"
+    if s.max_rss_bytes and browser is not None:
+        rss = browser.tree_rss_bytes()
+        if rss > s.max_rss_bytes:
+            return f"memory {rss} > {s.max_rss_bytes} bytes"
+    return None
+
+
 def probe(http_url: str, timeout: float = 2.0) -> dict[str, Any]:
     """``GET /json/version``; raises :class:`BrowserUnavailable` if it does not answer properly."""
     try:
@@ -104,6 +117,11 @@ class BrowserLifecycle:
     @property
     def connection(self) -> CDPConnection | None:
         return self._conn
+
+    @property
+    def forced_reconnects(self) -> int:
+        """Reconnects forced by a lost connection, over this lifecycle's life (what a worker reports)."""
+        return self.stats.forced_reconnects
 
     def health(self) -> dict[str, Any]:
         """Probe the current browser; raises :class:`BrowserUnavailable` when it is down."""
@@ -182,14 +200,7 @@ class BrowserLifecycle:
     def job_finished(self) -> bool:
         """Count a finished job; recycle the browser when the policy says so.  True if recycled."""
         self._jobs_since_launch += 1
-        s = self.settings
-        why = None
-        if s.recycle_after_jobs and self._jobs_since_launch >= s.recycle_after_jobs:
-            why = f"after {self._jobs_since_launch} jobs"
-        elif s.max_rss_bytes and self._browser is not None:
-            rss = self._browser.tree_rss_bytes()
-            if rss > s.max_rss_bytes:
-                why = f"memory {rss} > {s.max_rss_bytes} bytes"
+        why = recycle_reason(self.settings, self._jobs_since_launch, self._browser)
         if why is None:
             return False
         self.stats.recycles += 1
@@ -250,4 +261,4 @@ class BrowserLifecycle:
             self._browser = None
 
 
-__all__ = ["LifecycleSettings", "LifecycleStats", "BrowserLifecycle", "probe"]
+__all__ = ["LifecycleSettings", "LifecycleStats", "BrowserLifecycle", "probe", "recycle_reason"]

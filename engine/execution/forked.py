@@ -12,8 +12,10 @@ What only a fork needs lives here and nowhere else:
 Heartbeats are a ``RawArray`` of timestamps the workers stamp twice a
 second (see :mod:`engine.execution.worker`).  Single-writer coordination
 on one host is shared memory in the run directory: the ownership table
-(one session slot per worker, epochs as fencing tokens) and the contention
-counters, which the workers attach to by the same directory.
+(one slot per session: worker i's session s is slot ``i * K + s`` with
+``K = sessions_per_worker``, epochs as fencing tokens) and the contention
+counters (one row per worker), which the workers attach to by the same
+directory.
 """
 from __future__ import annotations
 
@@ -43,18 +45,19 @@ class _Child:
 class ForkedWorkers:
     """Forks ``target(index, conn, beats, inherited, parent_pid)`` per worker; see :class:`WorkerBackend`."""
 
-    def __init__(self, slots: int, target: Callable[..., None], *, store_path: str) -> None:
+    def __init__(self, slots: int, target: Callable[..., None], *, store_path: str, sessions: int = 1) -> None:
         self._ctx = mp.get_context("fork")
         self._beats = self._ctx.RawArray("d", slots)
         self._target = target
         self._store_path = store_path
         self._children: dict[int, _Child] = {}
-        self._slots = slots
+        self._slots = slots          # workers: heartbeats and contention rows
+        self._sessions = sessions    # ownership-table slots per worker
         self.table: OwnershipTable | None = None
         self._telemetry: ContentionTelemetry | None = None
 
     def open(self, run_dir: Path, epoch_floor: int) -> None:
-        self.table = OwnershipTable.create(run_dir, slots=self._slots, epoch_floor=epoch_floor - 1)
+        self.table = OwnershipTable.create(run_dir, slots=self._slots * self._sessions, epoch_floor=epoch_floor - 1)
         self._telemetry = ContentionTelemetry.create(run_dir, workers=self._slots)
 
     def reclaim(self) -> list[Reclaim]:

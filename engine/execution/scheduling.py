@@ -22,6 +22,11 @@ A credential open in another worker that is idle for an instant still
 counts as theirs: taking it would make both browsers switch profiles.
 The lookahead is bounded (:data:`AFFINITY_LOOKAHEAD`), and a job can be
 passed over only while others wait behind it.
+
+With ``sessions_per_worker = K`` every session is a consumer of its own: a
+:class:`WorkerView` per session (its index is the session's table slot)
+whose credential is the profile *that session's* browser has open, so the
+same rules keep two sessions of one worker from queueing on one lock.
 """
 from __future__ import annotations
 

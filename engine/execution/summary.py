@@ -37,13 +37,16 @@ class RunSummary:
     invalid_transitions: int = 0
     lock_wait: dict[str, float] = field(default_factory=dict)
     telemetry_lost: dict[str, int] = field(default_factory=dict)
+    sessions_per_worker: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     def lines(self) -> list[str]:
         o = self.outcomes
-        out = [f"run {self.run_id}: {self.status} ({self.mode}, {self.workers} worker(s)) in {self.elapsed_s:.1f}s",
+        shape = f"{self.workers} worker(s)" + (f" x {self.sessions_per_worker} sessions"
+                                               if self.sessions_per_worker > 1 else "")
+        out = [f"run {self.run_id}: {self.status} ({self.mode}, {shape}) in {self.elapsed_s:.1f}s",
                f"  jobs: {o.get('passed', 0)} passed, {o.get('failed', 0)} failed, {o.get('pending', 0)} pending;"
                f" {self.retries} retries",
                f"  throughput: {self.throughput:.2f} jobs/s aggregate"]

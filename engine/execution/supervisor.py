@@ -22,6 +22,15 @@ started.  SIGTERM/SIGINT start a drain: no new jobs, in-flight jobs get
 ``drain_grace`` seconds, then their workers are stopped and their attempts
 recorded as ``interrupted`` (no final outcome, so ``--resume`` runs them
 again).
+
+Sessions (``sessions_per_worker = K``): each session of a worker is a
+consumer of its own — it announces ``("ready", worker, s)``, is offered a
+job by the scheduler as a :class:`WorkerView` of its own (index
+``worker * K + s``, the slot it owns) and reports ``("done", ..., s)``.
+The book per session is a :class:`SessionBook`; heartbeats, deaths, kills
+and restarts stay per worker, so a dead worker's jobs — one per busy
+session — are all closed as ``lost`` and re-queued, and its K slots
+reclaimed.  A drain waits for every session's job.
 """
 from __future__ import annotations
 
@@ -67,20 +76,42 @@ class SupervisorHooks:
 
 
 @dataclass(slots=True)
+class SessionBook:
+    """The supervisor's book on one session of a worker: the job it runs, and the profile it has open."""
+
+    number: int
+    job: str | None = None
+    job_started: float = 0.0
+    credential: str | None = None  # of its last job: that profile is what the session's browser has open
+
+
+@dataclass(slots=True)
 class WorkerHandle:
     """The supervisor's book on one worker (how the worker exists is the backend's business)."""
 
     index: int
     pid: int = 0
-    job: str | None = None
-    job_started: float = 0.0
     jobs_done: int = 0
     busy_seconds: float = 0.0
     forced_reconnects: int = 0
-    credential: str | None = None  # of the last job: its profile is what the worker's browser has open
+    sessions: list[SessionBook] = field(default_factory=lambda: [SessionBook(0)])
 
-    def view(self) -> WorkerView:
-        return WorkerView(self.index, self.credential, self.job is not None)
+    @property
+    def job(self) -> str | None:
+        """A job the worker runs (its first busy session's), None when every session is idle."""
+        return next((b.job for b in self.sessions if b.job is not None), None)
+
+    @property
+    def job_started(self) -> float:
+        return next((b.job_started for b in self.sessions if b.job is not None), 0.0)
+
+    def running(self) -> list[SessionBook]:
+        return [b for b in self.sessions if b.job is not None]
+
+    def view(self, number: int = 0) -> WorkerView:
+        """What the scheduler sees of one session: a consumer with an index of its own (its table slot)."""
+        book = self.sessions[number]
+        return WorkerView(self.index * len(self.sessions) + number, book.credential, book.job is not None)
 
 
 @dataclass(slots=True)
@@ -130,13 +161,15 @@ class Supervisor:
         self.credentials_path = credentials_path
         self.on_progress = on_progress
         self.workers_n = settings.effective_workers
+        self.sessions_n = settings.sessions_per_worker
         self.scheduler: Scheduler = scheduler if scheduler is not None else FifoScheduler(
             job_ids, lambda job_id: batch.job(job_id).credential)
         self._own_scheduler = scheduler is None
         self.hooks = hooks or SupervisorHooks()
         self.progress = Progress(total=len(job_ids))
         self.workers: dict[int, WorkerHandle] = {}
-        self._deferred: dict[int, WorkerHandle] = {}  # idle workers the scheduler told to wait
+        # idle sessions the scheduler told to wait: (worker, session) -> their worker
+        self._deferred: dict[tuple[int, int], WorkerHandle] = {}
         self.reports: list[JobReport] = []
         # A soak folds reports into bounded histograms (its hooks) and must not also keep every one.
         self.keep_reports = keep_reports
@@ -149,7 +182,7 @@ class Supervisor:
         self.per_worker: dict[str, dict[str, float]] = {}
         self.telemetry_lost: dict[int, dict[str, int]] = {}  # per worker pid: cumulative losses
         self.backend: WorkerBackend = backend if backend is not None else ForkedWorkers(
-            self.workers_n, self._worker_process, store_path=store_path)
+            self.workers_n, self._worker_process, store_path=store_path, sessions=self.sessions_n)
         self._store: ResultsStore | None = None
         self.generation: Generation | None = None
 
@@ -173,12 +206,14 @@ class Supervisor:
         self._store = ResultsStore(self.store_path)
         # A new lifetime of the run: its epochs start above every epoch the run ever used (resumes included),
         # and the store fences off every lease granted before.
-        self.generation = self._store.begin_generation(self.run_id, [f"slot:{i}" for i in range(self.workers_n)])
+        slots = [f"slot:{i}" for i in range(self.workers_n * self.sessions_n)]  # one per session of each worker
+        self.generation = self._store.begin_generation(self.run_id, slots)
         self.backend.open(self.run_dir, self.generation.epoch_floor)
         status = "completed"
         try:
             with bind(run_id=self.run_id, correlation_id=self.run_id, worker="supervisor"):
                 ops.info("supervisor started", extra={"event": "supervisor_started", "workers": self.workers_n,
+                                                      "sessions_per_worker": self.sessions_n,
                                                       "jobs": self.progress.total, "pid": os.getpid(),
                                                       "generation": self.generation.generation,
                                                       "epoch_floor": self.generation.epoch_floor})
@@ -236,33 +271,36 @@ class Supervisor:
 
     # -- worker messages -----------------------------------------------------------
 
-    def msg_ready(self, handle: WorkerHandle, _index: int) -> None:
+    def msg_ready(self, handle: WorkerHandle, _index: int, number: int = 0) -> None:
+        """One session of ``handle`` is free (``number``: which; a one-session worker omits it)."""
         if not handle.pid:  # a backend that learns the pid only when the worker is up (a cluster actor)
             handle.pid = self.backend.pid(handle.index)
         if self.drain_requested:
-            self._send(handle, ("stop",))
+            self._send(handle, ("stop", number))
             return
-        decision = self.scheduler.assign(handle.view(), [h.view() for h in self.workers.values()])
+        views = [h.view(n) for h in self.workers.values() for n in range(len(h.sessions))]
+        decision = self.scheduler.assign(handle.view(number), views)
         if decision.action is Action.WAIT:
-            self._deferred[handle.index] = handle
+            self._deferred[(handle.index, number)] = handle
             return
         if decision.action is Action.STOP:
-            self._send(handle, ("stop",))
+            self._send(handle, ("stop", number))
             return
         job_id = decision.job_id
         assert job_id is not None
-        handle.job, handle.job_started = job_id, time.monotonic()
-        handle.credential = self.batch.job(job_id).credential
+        book = handle.sessions[number]
+        book.job, book.job_started = job_id, time.monotonic()
+        book.credential = self.batch.job(job_id).credential
         self.progress.running = self._busy()
         ops.info("job assigned", extra={"event": "job_assigned", "job_id": job_id, "worker_index": handle.index,
                                         "correlation_id": f"{self.run_id}/{job_id}", "worker": f"w{handle.index}",
-                                        "session": f"s{handle.index}",
+                                        "session": f"s{handle.view(number).index}",
                                         "queued": len(self.scheduler)})
-        self._send(handle, ("job", job_id))
+        self._send(handle, ("job", job_id, number))
 
     def msg_done(self, handle: WorkerHandle, _index: int, report: JobReport, forced_reconnects: int,
-                 seconds: float, telemetry_lost: dict[str, int]) -> None:
-        handle.job = None
+                 seconds: float, telemetry_lost: dict[str, int], number: int = 0) -> None:
+        handle.sessions[number].job = None
         self.telemetry_lost[handle.pid] = telemetry_lost
         handle.jobs_done += 1
         handle.busy_seconds += seconds
@@ -286,24 +324,30 @@ class Supervisor:
 
     def spawn_worker(self, index: int) -> WorkerHandle:
         pid = self.backend.start(index)
-        handle = WorkerHandle(index, pid)
+        handle = WorkerHandle(index, pid, sessions=[SessionBook(n) for n in range(self.sessions_n)])
         self.workers[index] = handle
         ops.info("worker spawned", extra={"event": "worker_spawned", "worker_index": index, "pid": pid})
         return handle
 
     def reap_worker(self, handle: WorkerHandle) -> None:
-        """A worker died: close its attempt, reclaim its slot, re-queue its job, replace it."""
+        """A worker died: close its attempts, reclaim its slots, re-queue its jobs (one per busy session),
+        replace it."""
         self.backend.join(handle.index, 5)
         code = self.backend.exit_code(handle.index)
         self.backend.forget(handle.index)
         del self.workers[handle.index]
-        job = handle.job
-        clean = code == 0 and job is None
+        jobs = [b.job for b in handle.running() if b.job is not None]
+        for b in handle.sessions:
+            b.job = None
+        clean = code == 0 and not jobs
         if not clean:
-            # Under the lost attempt's correlation id, so `trace` shows the death inside that attempt's chain.
-            cid = self.run_id if job is None else f"{self.run_id}/{job}/a{self._store.next_attempt(self.run_id, job) - 1}"
-            ops.error("worker died", extra={"event": "worker_died", "worker_index": handle.index, "pid": handle.pid,
-                                            "exit_code": code, "job_id": job, "correlation_id": cid})
+            for job in jobs or [None]:
+                # Under the lost attempt's correlation id, so `trace` shows the death inside that attempt's chain.
+                cid = self.run_id if job is None else \
+                    f"{self.run_id}/{job}/a{self._store.next_attempt(self.run_id, job) - 1}"
+                ops.error("worker died", extra={"event": "worker_died", "worker_index": handle.index,
+                                                "pid": handle.pid, "exit_code": code, "job_id": job,
+                                                "correlation_id": cid})
         for r in self.backend.reclaim():
             self.reclaimed += 1
             self._store.raise_fence(self.run_id, r.resource, r.new_epoch)  # the dead holder's token is void
@@ -311,7 +355,20 @@ class Supervisor:
                 "event": "slot_reclaimed" if r.resource.startswith("slot:") else "lease_reclaimed",
                 "resource": r.resource, "holder": r.holder, "old_epoch": r.old_epoch, "new_epoch": r.new_epoch,
                 **r.detail})
-        finished = self._store.outcome_of(self.run_id, job) if job is not None else None
+        for job in jobs:
+            self._settle_lost_job(handle, job, code)
+        self._redispatch()  # the dead worker's credentials are no longer open anywhere
+        if not clean and not self.drain_requested and (len(self.scheduler) or self._busy()):
+            if self.progress.restarts >= MAX_RESTARTS:
+                ops.error("worker restart limit reached", extra={"event": "restart_limit"})
+                return
+            self.progress.restarts += 1
+            self.spawn_worker(handle.index)
+
+    def _settle_lost_job(self, handle: WorkerHandle, job: str, code: int | None) -> None:
+        """A job whose worker died under it: done if its outcome made it to the store, else re-queued
+        (at most ``MAX_LOST`` times, then failed)."""
+        finished = self._store.outcome_of(self.run_id, job)
         if finished is not None:
             # It died after its job's outcome was committed but before its report arrived (on a cluster the
             # answer can be lost with the node): the job is done; running it again would pass it twice.
@@ -321,7 +378,7 @@ class Supervisor:
             self.progress.failed += finished.outcome != "passed"
             domain.warning("worker died after recording its job: not re-run", extra={
                 "event": "job_recorded_before_death", "job_id": job, "outcome": finished.outcome})
-        elif job is not None:
+        else:
             self.progress.running = self._busy()
             closed = self._store.close_open_attempts(self.run_id, job, outcome="lost",
                                                      error=f"worker w{handle.index} died (exit {code})")
@@ -337,13 +394,6 @@ class Supervisor:
                                            error=f"worker died {self.lost[job]} times running this job")
                 self.progress.done += 1
                 self.progress.failed += 1
-        self._redispatch()  # the dead worker's credential is no longer open anywhere
-        if not clean and not self.drain_requested and (len(self.scheduler) or self._busy()):
-            if self.progress.restarts >= MAX_RESTARTS:
-                ops.error("worker restart limit reached", extra={"event": "restart_limit"})
-                return
-            self.progress.restarts += 1
-            self.spawn_worker(handle.index)
 
     def murder_stalled(self) -> None:
         """Kill workers whose heartbeat stopped or whose job ran past its deadline."""
@@ -353,10 +403,13 @@ class Supervisor:
             age = self.backend.heartbeat_age(h.index)
             if age > self.settings.heartbeat_timeout:
                 reason = f"no heartbeat for {age:.1f}s"
-            elif h.job is not None:
-                limit = self.batch.job(h.job).timeout * (1 + self.batch.job(h.job).retries) + JOB_DEADLINE_GRACE
-                if mono - h.job_started > limit:
-                    reason = f"job {h.job} ran past {limit:.0f}s"
+            for b in h.running():
+                if reason is not None or b.job is None:
+                    break
+                job = self.batch.job(b.job)
+                limit = job.timeout * (1 + job.retries) + JOB_DEADLINE_GRACE
+                if mono - b.job_started > limit:
+                    reason = f"job {b.job} ran past {limit:.0f}s"
             if reason is not None and self.backend.alive(h.index):
                 ops.error("killing stalled worker", extra={"event": "worker_killed", "worker_index": h.index,
                                                            "reason": reason})
@@ -372,15 +425,17 @@ class Supervisor:
             return False
         if time.monotonic() >= self.drain_deadline:
             for h in list(self.workers.values()):
-                if h.job is not None:
+                running = h.running()
+                if running:
                     # Stop the worker first, so it cannot record an outcome over the interruption.
                     self.backend.kill(h.index)
                     self.backend.join(h.index, 5)
-                    self._store.close_open_attempts(self.run_id, h.job, outcome="interrupted",
+                for b in running:
+                    self._store.close_open_attempts(self.run_id, b.job, outcome="interrupted",
                                                     error="drain grace expired")
-                    domain.warning("job interrupted by drain", extra={"event": "job_interrupted", "job_id": h.job,
+                    domain.warning("job interrupted by drain", extra={"event": "job_interrupted", "job_id": b.job,
                                                                       "worker": f"w{h.index}"})
-                    h.job = None
+                    b.job = None
             return False
         return True
 
@@ -397,20 +452,21 @@ class Supervisor:
 
     def _redispatch(self) -> None:
         """Offer work again to workers that were waiting for a contended credential to come free."""
-        waiting = [h for i, h in self._deferred.items() if self.workers.get(i) is h]
+        waiting = [(h, n) for (i, n), h in self._deferred.items() if self.workers.get(i) is h]
         self._deferred.clear()
-        for h in waiting:
-            self.msg_ready(h, h.index)
+        for h, n in waiting:
+            self.msg_ready(h, h.index, n)
 
     def safety_totals(self) -> Any:
         """Unowned session uses and invalid transitions so far (the soak samples them every window)."""
         return self.backend.totals()
 
     def _busy(self) -> int:
-        return sum(1 for h in self.workers.values() if h.job is not None)
+        return sum(len(h.running()) for h in self.workers.values())
 
     def _send(self, handle: WorkerHandle, msg: tuple) -> None:
         self.backend.send(handle.index, msg)
 
 
-__all__ = ["Supervisor", "SupervisorHooks", "Progress", "RunOutcome", "WorkerHandle", "JOB_DEADLINE_GRACE"]
+__all__ = ["Supervisor", "SupervisorHooks", "Progress", "RunOutcome", "WorkerHandle", "SessionBook",
+           "JOB_DEADLINE_GRACE"]

@@ -147,6 +147,8 @@ def test_wrong_types_are_errors_naming_file_and_key(places, line, expected):
     ('[retry]\njitter = "some"', "retry.jitter must be none/full/equal/decorrelated"),
     ("[engine]\nrecycle_after_jobs = -1", "recycle settings must be >= 0"),
     ('[engine]\nstate_dir = ""', "engine.state_dir must not be empty"),
+    ("[engine]\nsessions_per_worker = 33", "engine.sessions_per_worker must be an integer 1 .. 32"),
+    ('[engine]\nsessions_per_worker = 2\nbackend = "ray"', "the ray backend runs one session per actor"),
 ])
 def test_bad_values_are_errors_naming_the_source(places, toml, expected):
     places.local.write_text(toml + "\n")
@@ -166,12 +168,13 @@ def test_every_setting_can_be_set_from_the_file(places):
         '[engine]\nworkers = 3\nstate_dir = "st"\nmode = "legacy"\nheartbeat_timeout = 9.5\ndrain_grace = 2.5\n'
         'job_isolation = "page"\nrecycle_after_jobs = 7\nmax_browser_rss_mb = 900\nseed = 42\nlock_timeout = 3.0\n'
         'credentials = "c.json"\nfailure_screenshots = 0\nbackend = "ray"\nray_address = "auto"\nlease_ttl = 4.0\n'
-        'extract_max_bytes = 1000\n[retry]\nbase = 0.1\ncap = 0.2\njitter = "equal"\n'
+        'extract_max_bytes = 1000\nsessions_per_worker = 1\n[retry]\nbase = 0.1\ncap = 0.2\njitter = "equal"\n'
         '[browser]\nextra_args = ["--lang=de-DE"]\nheadless = false\nendpoints = ["http://127.0.0.1:9222"]\n')
     loaded = places.load()
     assert loaded.settings == Settings(3, "st", "legacy", 9.5, 2.5, "page", 7, 900, 42, 3.0, "c.json", 0.1, 0.2,
                                        "equal", failure_screenshots=0, backend="ray", ray_address="auto",
-                                       lease_ttl=4.0, extract_max_bytes=1000, browser_extra_args=("--lang=de-DE",),
+                                       lease_ttl=4.0, extract_max_bytes=1000, sessions_per_worker=1,
+                                       browser_extra_args=("--lang=de-DE",),
                                        browser_headless=False, browser_endpoints=("http://127.0.0.1:9222",))
     assert set(loaded.origins.values()) == {f"{places.local} (./drover.toml)"}
 

@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", default=None, metavar="URL",
                    help="with recordings: rewrite the origin of every navigate, asserted and target URL to URL")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: from CPUs and memory)")
+    p.add_argument("--sessions", type=int, default=None, metavar="K",
+                   help="concurrent jobs per worker on its one browser (1..32, default 1)")
     p.add_argument("--mode", choices=("parallel", "legacy"), default=None,
                    help="legacy = the sequential rollback path (one process, no shared memory)")
     p.add_argument("--resume", metavar="RUN_ID", default=None, help="finish an interrupted run ('last' for the latest)")
@@ -106,6 +108,7 @@ def progress_printer(console: Console) -> "callable":
 def run(args: argparse.Namespace, console: Console) -> int:
     activate_plugins(args)
     loaded = load_settings(args.config, overrides={"workers": args.workers, "mode": args.mode,
+                                                   "sessions_per_worker": getattr(args, "sessions", None),
                                                    "state_dir": args.state_dir, "backend": args.backend,
                                                    "ray_address": args.ray_address,
                                                    "browser_endpoints": endpoint_override(args)})
@@ -126,8 +129,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     for problem in prepared.batch.skipped:
         console.warn(f"skipped: {problem}")
     workers = 1 if prepared.mode == "legacy" else s.effective_workers
+    sessions = s.sessions_per_worker if prepared.mode != "legacy" else 1
     console.line(f"run {prepared.run_id}: {len(prepared.job_ids)} job(s), mode {prepared.mode}, {workers} worker(s)"
-                 f"{' (auto: CPUs and free memory)' if not s.workers and prepared.mode != 'legacy' else ''}; "
+                 f"{' (auto: CPUs and free memory)' if not s.workers and prepared.mode != 'legacy' else ''}"
+                 f"{f' x {sessions} sessions' if sessions > 1 else ''}; "
                  f"settings from {loaded.source}; run dir {prepared.run_dir}")
     writer = EvidenceWriter(outputs, s.backend)
     summary = execute(req, prepared, on_progress=progress_printer(console), evidence=writer)

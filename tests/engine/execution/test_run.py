@@ -163,6 +163,20 @@ def test_sigkill_of_a_worker_requeues_its_job_and_reclaims_its_slot(tmp_path, si
     assert_safe(run_dir, out)
 
 
+def browser_pids(engine_pid: int) -> list[int]:
+    """The Chromium browser processes (not renderers, not reapers) Drover launched under ``engine_pid``."""
+    found = []
+    for p in psutil.Process(engine_pid).children(recursive=True):
+        try:
+            cmd = p.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if cmd and "--remote-debugging-port=0" in cmd and not any("_reaper.py" in c for c in cmd) \
+                and not any(c.startswith("--type=") for c in cmd):
+            found.append(p.pid)
+    return found
+
+
 @pytest.mark.slow
 def test_sigkill_of_chromium_mid_flow_retries_on_a_fresh_browser(tmp_path, site):
     batch = write_batch(tmp_path, site, 1, SLOW_FLOW, retries=2, extra_vars={"ms": "4000"})
@@ -170,15 +184,7 @@ def test_sigkill_of_chromium_mid_flow_retries_on_a_fresh_browser(tmp_path, site)
     proc = start_engine("run", str(batch), "--workers", "1", "--state-dir", str(state))
     try:
         def browser_pid():
-            for p in psutil.Process(proc.pid).children(recursive=True):
-                try:
-                    cmd = p.cmdline()
-                except psutil.NoSuchProcess:
-                    continue
-                if cmd and "--remote-debugging-port=0" in cmd and not any("_reaper.py" in c for c in cmd) \
-                        and not any(c.startswith("--type=") for c in cmd):
-                    return p.pid
-            return None
+            return next(iter(browser_pids(proc.pid)), None)
 
         wait_for(lambda: (state / "results.sqlite").exists() and last_run(state) is not None
                  and db(state).execute("SELECT COUNT(*) FROM attempts WHERE ended_at IS NULL").fetchone()[0] == 1
