@@ -35,13 +35,20 @@ TOML layout (every key optional)::
     lease_ttl = 10.0         # s a cluster lease lasts without a renewal (backend = "ray")
     extract_max_bytes = 65536  # cap on one job's extracted data (extract steps), as JSON
     sessions_per_worker = 1  # concurrent jobs per worker on its one browser (1..32; each its own websocket,
-                             # context and ownership slot); backend "ray" supports 1 only
+                             # context and ownership slot), or "auto": sized to the host's headroom
+                             # ([autoscale]); backend "ray" supports 1 only
 
     [browser]
     extra_args = []          # more Chromium flags, e.g. ["--lang=de-DE"]; DevTools stays on 127.0.0.1
     headless = true          # false: a visible window (watching a flow run); needs $DISPLAY or $WAYLAND_DISPLAY
     endpoints = []           # remote browsers instead of launching: "http://host:9222",
                              # "ws://host:9222/devtools/browser/ID"; worker i uses endpoint i % N
+
+    [autoscale]              # sessions_per_worker = "auto"
+    max_sessions = 8         # per worker (1..32); the run's concurrency is one session per worker .. this
+    cpu_target = 0.85        # host CPU busy share above which concurrency steps down
+    memory_floor_mb = 512    # free memory below which it does
+    interval = 1.0           # s between two looks at the host
 
     [retry]
     base = 0.5
@@ -117,12 +124,19 @@ class Settings:
     ray_address: str = ""
     lease_ttl: float = 10.0
     extract_max_bytes: int = 64 * 1024
-    sessions_per_worker: int = 1
+    sessions_per_worker: int | str = 1
+    autoscale_max_sessions: int = 8
+    autoscale_cpu_target: float = 0.85
+    autoscale_memory_floor_mb: int = 512
+    autoscale_interval: float = 1.0
     browser_extra_args: tuple[str, ...] = ()
     browser_headless: bool = True
     browser_endpoints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        k = self.sessions_per_worker
+        if isinstance(k, str) and k.strip().isdigit():  # "4" from the command line
+            object.__setattr__(self, "sessions_per_worker", int(k))
         problems = validate(self)
         if problems:
             raise ConfigError("; ".join(problems))
@@ -130,6 +144,17 @@ class Settings:
     @property
     def effective_workers(self) -> int:
         return self.workers or default_workers()
+
+    @property
+    def sessions_auto(self) -> bool:
+        """Whether the run sizes its concurrency to the host (``sessions_per_worker = "auto"``)."""
+        return self.sessions_per_worker == AUTO
+
+    @property
+    def session_slots(self) -> int:
+        """Session threads (and ownership slots) per worker: K, or the autoscale maximum under "auto"."""
+        k = self.sessions_per_worker
+        return self.autoscale_max_sessions if k == AUTO else int(k)
 
 
 def loggable(s: Settings) -> dict[str, Any]:
@@ -172,16 +197,27 @@ def validate(s: Settings) -> list[str]:
 
 
 MAX_SESSIONS = 32
+AUTO = "auto"
 
 
 def _session_problems(s: Settings) -> list[str]:
     k = s.sessions_per_worker
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SESSIONS:
-        return [f"engine.sessions_per_worker must be an integer 1 .. {MAX_SESSIONS}, got {k!r}"]
-    if k > 1 and s.backend == "ray":
-        return [f"engine.sessions_per_worker = {k}: the ray backend runs one session per actor (use 1, "
-                "or backend = \"local\")"]
-    return []
+    p = []
+    if k != AUTO and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SESSIONS):
+        p.append(f"engine.sessions_per_worker must be an integer 1 .. {MAX_SESSIONS} or \"auto\", got {k!r}")
+    elif k != 1 and s.backend == "ray":
+        p.append(f"engine.sessions_per_worker = {k!r}: the ray backend runs one session per actor (use 1, "
+                 "or backend = \"local\")")
+    m = s.autoscale_max_sessions
+    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= MAX_SESSIONS:
+        p.append(f"autoscale.max_sessions must be 1 .. {MAX_SESSIONS}, got {m!r}")
+    if not 0 < s.autoscale_cpu_target <= 1:
+        p.append(f"autoscale.cpu_target must be in (0, 1], got {s.autoscale_cpu_target}")
+    if s.autoscale_memory_floor_mb < 0:
+        p.append(f"autoscale.memory_floor_mb must be >= 0, got {s.autoscale_memory_floor_mb}")
+    if not 0.1 <= s.autoscale_interval <= 60:
+        p.append(f"autoscale.interval must be 0.1 .. 60 s, got {s.autoscale_interval}")
+    return p
 
 
 def _browser_problems(s: Settings) -> list[str]:
@@ -210,7 +246,8 @@ def _browser_problems(s: Settings) -> list[str]:
 
 
 _TOML_KEYS: dict[tuple[str, str], str] = {
-    **{("engine", f.name): f.name for f in fields(Settings) if not f.name.startswith(("retry_", "browser_"))},
+    **{("engine", f.name): f.name for f in fields(Settings) if not f.name.startswith(("retry_", "browser_", "autoscale_"))},
+    **{("autoscale", f.name[len("autoscale_"):]): f.name for f in fields(Settings) if f.name.startswith("autoscale_")},
     ("retry", "base"): "retry_base", ("retry", "cap"): "retry_cap", ("retry", "jitter"): "retry_jitter",
     ("browser", "extra_args"): "browser_extra_args", ("browser", "headless"): "browser_headless",
     ("browser", "endpoints"): "browser_endpoints",
@@ -259,7 +296,7 @@ def _parse(path: str) -> dict[str, Any]:
     problems = []
     for section, table in data.items():
         if not isinstance(table, dict):
-            problems.append(f"top-level key {section!r} (settings live in [engine], [browser] and [retry])")
+            problems.append(f"top-level key {section!r} (settings live in [engine], [browser], [autoscale] and [retry])")
             continue
         for key, value in table.items():
             name = _TOML_KEYS.get((section, key))
@@ -268,12 +305,14 @@ def _parse(path: str) -> dict[str, Any]:
                 continue
             expected = Settings.__dataclass_fields__[name].type
             ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+                  "int | str": isinstance(value, (int, str)) and not isinstance(value, bool),
                   "float": isinstance(value, (int, float)) and not isinstance(value, bool),
                   "str": isinstance(value, str), "bool": isinstance(value, bool),
                   "tuple[str, ...]": isinstance(value, list) and all(isinstance(v, str) for v in value),
                   }[str(expected)]
             if not ok:
-                shown = "a list of strings" if expected == "tuple[str, ...]" else expected
+                shown = {"tuple[str, ...]": "a list of strings", "int | str": "an integer or \"auto\""}.get(
+                    str(expected), expected)
                 problems.append(f"[{section}] {key} must be {shown}, got {type(value).__name__}")
                 continue
             values[name] = float(value) if expected == "float" else (tuple(value) if isinstance(value, list)

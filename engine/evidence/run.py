@@ -45,7 +45,7 @@ from engine.execution.summary import RunSummary
 from engine.records import rundir
 from engine.records.batch import Batch
 from engine.records.metrics import Histogram
-from engine.records.rundir import BatchRunSummary, FirstFailure, RunJobs, SloResult, Window
+from engine.records.rundir import Autoscale, BatchRunSummary, FirstFailure, RunJobs, SloResult, Window
 from engine.records.store import AttemptRecord, ResultsStore
 
 log = stream_logger("operational", __name__)
@@ -210,7 +210,8 @@ def collect(store_path: str, run_id: str, batch: Batch, figures: RunSummary, *, 
     summary = BatchRunSummary(
         run_id=run_id, started_at=rec.started_at, ended_at=rec.finished_at, elapsed_s=figures.elapsed_s,
         status=figures.status, mode=figures.mode, backend=settings_backend, workers=figures.workers,
-        concurrency=1 if figures.mode == "legacy" else figures.workers, resumed=resumed,
+        concurrency=1 if figures.mode == "legacy" else figures.workers * figures.sessions_per_worker,
+        resumed=resumed,
         batch=rundir.BatchInfo(batch.path, _sha256(batch.path), len(rows)),
         jobs=RunJobs(len(rows), passed, failed, len(rows) - done, len(attempts), by_outcome.get("retry", 0),
                      dict(sorted(failed_by.items())), dict(sorted(by_outcome.items()))),
@@ -218,7 +219,8 @@ def collect(store_path: str, run_id: str, batch: Batch, figures: RunSummary, *, 
         jobs_per_worker={w: int(v.get("jobs", 0)) for w, v in sorted(figures.per_worker.items())},
         lost_attempts=figures.lost_attempts, reclaimed_slots=figures.reclaimed_slots,
         lock_wait=dict(figures.lock_wait), telemetry_lost=dict(figures.telemetry_lost), first_failure=first,
-        slo=slo_source, verdict=verdict)
+        slo=slo_source, verdict=verdict,
+        autoscale=None if figures.concurrency is None else Autoscale.from_summary(figures.concurrency))
     return summary, jobs, breaches
 
 

@@ -7,17 +7,23 @@ of the whole host since the last sample, available memory, the p95 of CDP
 command latency the workers reported, job timeouts since the last sample)
 and decides:
 
-* **down** by ``step_down`` when the host is overloaded — CPU above
-  ``cpu_target``, memory below ``memory_floor_mb``, command latency above
-  ``latency_limit_ms``, or a job timed out — because more sessions would
-  only slow every one of them;
-* **up** by ``step_up`` when none of that holds, the last ``settle``
-  samples were all healthy (one good sample after a bad one is not
-  headroom) and the current target is in use (the run has waiting jobs for
-  it; growing a target nobody fills only hides the next overload);
+* **down** by ``down_ratio`` of the target (at least one) when the host is
+  overloaded — the mean CPU of the last ``window`` samples above
+  ``cpu_target`` (one sample is not enough: a job's start is a burst of a
+  core or two for a moment), memory below ``memory_floor_mb``, command
+  latency above ``latency_limit_ms``, or a job timed out — because more
+  sessions would only slow every one of them;
+* **up** by ``up_ratio`` of the target (at least one) when none of that
+  holds, the last ``settle`` samples were all healthy (one good sample
+  after a bad one is not headroom) and the current target is in use (the
+  run has waiting jobs for it; growing a target nobody fills only hides
+  the next overload);
 * otherwise **hold**.
 
-Bounded by ``min_sessions``..``max_sessions``.  Every change is a
+Bounded by ``min_sessions``..``max_sessions``.  The steps are
+proportional, so a run starting at one session per worker reaches eight
+in four steps, and an overload sheds a quarter of the load at once
+rather than one session per look.  Every change is a
 :class:`Change` with its reason, logged on the operational stream by the
 caller and kept in :attr:`Autoscaler.history` for the run summary.
 Scaling down never cuts a job: the caller stops handing jobs to the
@@ -29,6 +35,8 @@ asyncio-bound and a framework of its own); the rule fits in a page.
 """
 from __future__ import annotations
 
+import collections
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -38,31 +46,42 @@ import psutil
 from engine.errors import ConfigError
 
 
+MAX_TOTAL = 64 * 32  # workers x sessions per worker, at most
+
+
 @dataclass(frozen=True, slots=True)
 class AutoscaleSettings:
     """Bounds and thresholds of the controller (defaults: a shared machine, headless Chromium)."""
 
     min_sessions: int = 1
     max_sessions: int = 16
-    start: int = 2
+    start: int = 1
     cpu_target: float = 0.85        # busy share of all cores above which the host counts as overloaded
     memory_floor_mb: int = 512      # free memory below which it does
     latency_limit_ms: float = 2000.0  # p95 CDP command latency above which it does
-    interval_s: float = 1.0
+    interval_s: float = 0.5
     settle: int = 2                 # healthy samples in a row before a step up
-    step_up: int = 1
-    step_down: int = 1
+    window: int = 4                 # CPU is judged on the mean of this many samples
+    up_ratio: float = 0.5           # a step up adds this share of the target (at least one session)
+    down_ratio: float = 0.25        # a step down removes this share (at least one)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_sessions <= self.max_sessions <= 64:
-            raise ConfigError(f"autoscale bounds must satisfy 1 <= min <= max <= 64, got "
+        if not 1 <= self.min_sessions <= self.max_sessions <= MAX_TOTAL:
+            raise ConfigError(f"autoscale bounds must satisfy 1 <= min <= max <= {MAX_TOTAL}, got "
                               f"{self.min_sessions}..{self.max_sessions}")
         if not self.min_sessions <= self.start <= self.max_sessions:
             raise ConfigError(f"autoscale start {self.start} is outside {self.min_sessions}..{self.max_sessions}")
         if not 0 < self.cpu_target <= 1:
             raise ConfigError(f"autoscale cpu_target must be in (0, 1], got {self.cpu_target}")
-        if self.interval_s <= 0 or self.settle < 1 or self.step_up < 1 or self.step_down < 1:
-            raise ConfigError("autoscale interval_s > 0, settle >= 1 and steps >= 1 are required")
+        if self.interval_s <= 0 or self.settle < 1 or self.window < 1 or not 0 < self.up_ratio <= 4 or not 0 < self.down_ratio < 1:
+            raise ConfigError("autoscale interval_s > 0, settle >= 1, up_ratio in (0, 4] and down_ratio in (0, 1) "
+                              "are required")
+
+    def step_up(self, target: int) -> int:
+        return min(self.max_sessions, target + max(1, math.ceil(target * self.up_ratio)))
+
+    def step_down(self, target: int) -> int:
+        return max(self.min_sessions, target - max(1, math.ceil(target * self.down_ratio)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,20 +115,26 @@ class Autoscaler:
     settings: AutoscaleSettings = field(default_factory=AutoscaleSettings)
     target: int = 0
     history: list[Change] = field(default_factory=list)
-    timeline: list[tuple[float, int]] = field(default_factory=list)  # (at, target) at every sample
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # (at, target): first sample, every change
+    memory_short: bool = False      # the last look found free memory below the floor
     _healthy_run: int = 0
+    _cpu: collections.deque = field(default_factory=collections.deque)  # the last `window` CPU readings
 
     def __post_init__(self) -> None:
         if not self.target:
             self.target = self.settings.start
 
+    def cpu_mean(self) -> float:
+        return sum(self._cpu) / len(self._cpu) if self._cpu else 0.0
+
     def overload(self, s: HostSample) -> str | None:
-        """Why the host is overloaded, or None."""
+        """Why the host is overloaded, or None.  CPU counts as the mean of a full window of looks: a job's
+        start is a burst of a core or two for a moment, which is not a host without headroom."""
         cfg = self.settings
         if s.timeouts:
             return f"{s.timeouts} job(s) timed out"
-        if s.cpu_busy > cfg.cpu_target:
-            return f"CPU {s.cpu_busy:.0%} > {cfg.cpu_target:.0%}"
+        if len(self._cpu) >= cfg.window and self.cpu_mean() > cfg.cpu_target:
+            return f"CPU {self.cpu_mean():.0%} > {cfg.cpu_target:.0%} (mean of {len(self._cpu)} looks)"
         if s.available_mb < cfg.memory_floor_mb:
             return f"free memory {s.available_mb:.0f} MB < {cfg.memory_floor_mb} MB"
         if s.command_p95_ms is not None and s.command_p95_ms > cfg.latency_limit_ms:
@@ -119,26 +144,36 @@ class Autoscaler:
     def observe(self, s: HostSample) -> Change | None:
         """Take one sample; return the change of target it caused, if any."""
         cfg = self.settings
+        if not self.timeline:  # a step function: the target at the first look, then every change
+            self.timeline.append((s.at, self.target))
+        self.memory_short = s.available_mb < cfg.memory_floor_mb
+        self._cpu.append(s.cpu_busy)
+        while len(self._cpu) > cfg.window:
+            self._cpu.popleft()
         why = self.overload(s)
         change = None
         if why is not None:
             self._healthy_run = 0
-            new = max(cfg.min_sessions, self.target - cfg.step_down)
+            self._cpu.clear()  # the next step down needs a window of its own, at the new target
+            new = cfg.step_down(self.target)
             if new != self.target:
                 change = Change(s.at, self.target, new, f"down: {why}")
+        elif s.cpu_busy > cfg.cpu_target or self.cpu_mean() > cfg.cpu_target:  # busy, not for a window: hold
+            self._healthy_run = 0
         else:
             self._healthy_run += 1
             used = s.in_use >= self.target or s.waiting > 0
             if self._healthy_run >= cfg.settle and used and self.target < cfg.max_sessions:
-                new = min(cfg.max_sessions, self.target + cfg.step_up)
+                new = cfg.step_up(self.target)
                 change = Change(s.at, self.target, new,
-                                f"up: CPU {s.cpu_busy:.0%} <= {cfg.cpu_target:.0%}, {s.available_mb:.0f} MB free, "
+                                f"up: CPU {self.cpu_mean():.0%} <= {cfg.cpu_target:.0%}, {s.available_mb:.0f} MB free, "
                                 f"{s.in_use} in use, {s.waiting} waiting")
                 self._healthy_run = 0
         if change is not None:
             self.target = change.new
             self.history.append(change)
-        self.timeline.append((s.at, self.target))
+        if change is not None:
+            self.timeline.append((s.at, self.target))
         return change
 
     def summary(self) -> dict[str, object]:
@@ -163,4 +198,77 @@ class HostMeter:
                           command_p95_ms=command_p95_ms, timeouts=timeouts, in_use=in_use, waiting=waiting)
 
 
-__all__ = ["AutoscaleSettings", "Autoscaler", "Change", "HostMeter", "HostSample"]
+class ConcurrencyGate:
+    """The supervisor's side of ``sessions_per_worker = "auto"``: how many sessions may run a job now.
+
+    Every worker runs its maximum of session threads; the gate admits a
+    free session to a job only while fewer than :attr:`target` run one, and
+    keeps the others *parked* (keyed ``(worker, session)``) until the target
+    rises or a running session dies.  A parked session is never cut: scaling
+    down means the sessions that finish above the target are not given
+    another job.
+    """
+
+    def __init__(self, settings: AutoscaleSettings, *, meter: HostMeter | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.scaler = Autoscaler(settings)
+        self.meter = meter or HostMeter()
+        self._clock = clock
+        self._next_look = clock() + settings.interval_s
+        self._timeouts = 0
+        self.started_at = time.time()
+        self.parked: dict[tuple[int, int], object] = {}
+
+    @property
+    def target(self) -> int:
+        return self.scaler.target
+
+    def admits(self, busy: int) -> bool:
+        return busy < self.scaler.target
+
+    def park(self, key: tuple[int, int], handle: object) -> bool:
+        """Park a free session.  True when the caller should tell it to give back its warm page: the first
+        time it is parked while memory is short (an idle page costs no CPU, and making one again costs a
+        renderer's start, so a parked session keeps it otherwise)."""
+        new = key not in self.parked
+        self.parked[key] = handle
+        return new and self.scaler.memory_short
+
+    def job_finished(self, category: str | None) -> None:
+        """Count a finished job: a timeout is a sign of overload the next look acts on."""
+        self._timeouts += category == "timeout"
+
+    def tick(self, *, busy: int, waiting: int) -> Change | None:
+        """Look at the host once per interval; the change of target it caused, if any."""
+        now = self._clock()
+        if now < self._next_look:
+            return None
+        self._next_look = now + self.scaler.settings.interval_s
+        sample = self.meter.sample(timeouts=self._timeouts, in_use=busy, waiting=waiting)
+        self._timeouts = 0
+        return self.scaler.observe(sample)
+
+    def unpark(self, busy: int, alive: Callable[[tuple[int, int], object], bool],
+               load: Callable[[object], int]) -> list[tuple[tuple[int, int], object]]:
+        """The parked sessions to offer a job now (room under the target), least-loaded workers first;
+        sessions of workers that are gone are forgotten."""
+        for key in [k for k, h in self.parked.items() if not alive(k, h)]:
+            del self.parked[key]
+        room = self.scaler.target - busy
+        if room <= 0 or not self.parked:
+            return []
+        chosen = sorted(self.parked.items(), key=lambda kh: (load(kh[1]), kh[0]))[:room]
+        for key, _ in chosen:
+            del self.parked[key]
+        return chosen
+
+    def summary(self) -> dict[str, object]:
+        """The autoscaler's summary with its times as seconds since the run started."""
+        out = self.scaler.summary()
+        t0 = self.started_at
+        out["changes"] = [{**c, "at": round(float(c["at"]) - t0, 2)} for c in out["changes"]]  # type: ignore
+        out["timeline"] = [[round(a - t0, 2), t] for a, t in out["timeline"]]  # type: ignore
+        return out
+
+
+__all__ = ["AutoscaleSettings", "Autoscaler", "Change", "ConcurrencyGate", "HostMeter", "HostSample"]

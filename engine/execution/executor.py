@@ -313,6 +313,17 @@ class JobExecutor:
             ops.warning("warm start failed; the first job starts the browser", extra={
                 "event": "warm_start_failed", "error": str(exc), **current()})
 
+    def cool(self) -> None:
+        """Give back what :meth:`warm` and ``reset`` isolation keep open between jobs (a context and its page,
+        a renderer in Chromium): the session is parked and may not run a job for a while."""
+        kept = [w for w in (self._warm, self._spare) if w is not None and not w.connection.closed]
+        self._warm = self._spare = None
+        if not kept:
+            return
+        with self.coordination.session():  # CDP commands pass the ownership guard, as in any attempt
+            for warm in kept:
+                self._dispose(warm)
+
     def _warm_page(self, conn: CDPConnection) -> WarmPage:
         warm = self._warm
         if warm is None or warm.connection is not conn or conn.closed:

@@ -218,7 +218,7 @@ def _run_parallel(req: RunRequest, prepared: PreparedRun, on_progress, hooks=Non
     agg = out.contention.aggregate
     return RunSummary(
         run_id=prepared.run_id, status=out.status, mode="parallel", workers=sup.workers_n, elapsed_s=0.0,
-        sessions_per_worker=sup.sessions_n,
+        sessions_per_worker=sup.sessions_n, concurrency=sup.gate.summary() if sup.gate is not None else None,
         outcomes={}, retries=out.progress.retries, per_flow=flow_stats(out.reports), per_worker=out.per_worker,
         throughput=0.0, restarts=out.progress.restarts, lost_attempts=out.lost_attempts,
         reclaimed_slots=out.reclaimed_slots, duplicates=out.duplicates,

@@ -38,18 +38,22 @@ class RunSummary:
     lock_wait: dict[str, float] = field(default_factory=dict)
     telemetry_lost: dict[str, int] = field(default_factory=dict)
     sessions_per_worker: int = 1
+    # sessions_per_worker = "auto": the autoscaler's bounds, peak, changes and target over time (s since start)
+    concurrency: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     def lines(self) -> list[str]:
         o = self.outcomes
-        shape = f"{self.workers} worker(s)" + (f" x {self.sessions_per_worker} sessions"
+        shape = f"{self.workers} worker(s)" + (" x auto sessions" if self.concurrency is not None
+                                               else f" x {self.sessions_per_worker} sessions"
                                                if self.sessions_per_worker > 1 else "")
         out = [f"run {self.run_id}: {self.status} ({self.mode}, {shape}) in {self.elapsed_s:.1f}s",
                f"  jobs: {o.get('passed', 0)} passed, {o.get('failed', 0)} failed, {o.get('pending', 0)} pending;"
                f" {self.retries} retries",
                f"  throughput: {self.throughput:.2f} jobs/s aggregate"]
+        out += self.concurrency_lines()
         for name, w in sorted(self.per_worker.items()):
             out.append(f"    {name}: {w['jobs']:.0f} jobs, {w.get('jobs_per_s', 0.0):.2f} jobs/s")
         for flow, st in sorted(self.per_flow.items()):
@@ -63,6 +67,22 @@ class RunSummary:
         out.append("  telemetry: no records lost" if not lost else
                    "  telemetry: records lost per stream: "
                    + ", ".join(f"{k}={v}" for k, v in self.telemetry_lost.items() if v))
+        return out
+
+
+    def concurrency_lines(self, shown: int = 12) -> list[str]:
+        """Autoscaled runs: the target's range and how it moved (the first ``shown`` changes, then the last)."""
+        c = self.concurrency
+        if c is None:
+            return []
+        steps = [f"{at:.0f}s:{t}" for at, t in c["timeline"]]
+        if len(steps) > shown:
+            steps = steps[:shown - 1] + [f"... {len(steps) - shown} more", steps[-1]]
+        out = [f"  concurrency: auto {c['min']}..{c['max']} sessions, peak {c['peak']}, final {c['final']}, "
+               f"{len(c['changes'])} change(s); over time: {' '.join(steps) or '-'}"]
+        downs = [ch for ch in c["changes"] if str(ch["reason"]).startswith("down")]
+        if downs:
+            out.append(f"    last step down at {downs[-1]['at']:.0f}s: {downs[-1]['reason']}")
         return out
 
 

@@ -38,16 +38,17 @@ import collections
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from coordination.telemetry_context import bind, stream_logger
 from engine.config import Settings
+from engine.execution.autoscale import AutoscaleSettings, ConcurrencyGate
 from engine.execution.backend import WorkerBackend
+from engine.execution.books import Progress, RunOutcome, SessionBook, WorkerHandle
 from engine.execution.executor import JobReport
 from engine.execution.forked import ForkedWorkers
-from engine.execution.scheduling import Action, FifoScheduler, Scheduler, WorkerView
+from engine.execution.scheduling import Action, FifoScheduler, Scheduler
 from engine.execution.worker import WorkerSpec, worker_main
 from engine.records.batch import Batch
 from engine.records.store import Generation, ResultsStore
@@ -75,76 +76,6 @@ class SupervisorHooks:
         return
 
 
-@dataclass(slots=True)
-class SessionBook:
-    """The supervisor's book on one session of a worker: the job it runs, and the profile it has open."""
-
-    number: int
-    job: str | None = None
-    job_started: float = 0.0
-    credential: str | None = None  # of its last job: that profile is what the session's browser has open
-
-
-@dataclass(slots=True)
-class WorkerHandle:
-    """The supervisor's book on one worker (how the worker exists is the backend's business)."""
-
-    index: int
-    pid: int = 0
-    jobs_done: int = 0
-    busy_seconds: float = 0.0
-    forced_reconnects: int = 0
-    sessions: list[SessionBook] = field(default_factory=lambda: [SessionBook(0)])
-
-    @property
-    def job(self) -> str | None:
-        """A job the worker runs (its first busy session's), None when every session is idle."""
-        return next((b.job for b in self.sessions if b.job is not None), None)
-
-    @property
-    def job_started(self) -> float:
-        return next((b.job_started for b in self.sessions if b.job is not None), 0.0)
-
-    def running(self) -> list[SessionBook]:
-        return [b for b in self.sessions if b.job is not None]
-
-    def view(self, number: int = 0) -> WorkerView:
-        """What the scheduler sees of one session: a consumer with an index of its own (its table slot)."""
-        book = self.sessions[number]
-        return WorkerView(self.index * len(self.sessions) + number, book.credential, book.job is not None)
-
-
-@dataclass(slots=True)
-class Progress:
-    total: int
-    done: int = 0
-    passed: int = 0
-    failed: int = 0
-    retries: int = 0
-    running: int = 0
-    restarts: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-
-@dataclass(slots=True)
-class RunOutcome:
-    run_id: str
-    status: str  # completed | interrupted
-    progress: Progress
-    reports: list[JobReport]
-    per_worker: dict[str, dict[str, float]]
-    lost_attempts: int
-    reclaimed_slots: int
-    duplicates: int
-    contention: Any
-    table_totals: Any
-    telemetry_lost: dict[str, int]
-
-
 class Supervisor:
     def __init__(self, *, settings: Settings, batch: Batch, run_id: str, run_dir: Path, state_dir: str,
                  store_path: str, job_ids: list[str], seed: int, credentials_path: str | None,
@@ -161,7 +92,8 @@ class Supervisor:
         self.credentials_path = credentials_path
         self.on_progress = on_progress
         self.workers_n = settings.effective_workers
-        self.sessions_n = settings.sessions_per_worker
+        self.sessions_n = settings.session_slots
+        self.gate = autoscale_gate(settings, self.workers_n) if settings.sessions_auto else None
         self.scheduler: Scheduler = scheduler if scheduler is not None else FifoScheduler(
             job_ids, lambda job_id: batch.job(job_id).credential)
         self._own_scheduler = scheduler is None
@@ -227,6 +159,7 @@ class Supervisor:
                     if not self.drain_requested and not len(self.scheduler) and not self._busy():
                         break
                     self.loop_once()
+                    self.autoscale()
                     self.hooks.on_tick(self)
                     if self.drain_requested:
                         status = "interrupted"
@@ -278,6 +211,10 @@ class Supervisor:
         if self.drain_requested:
             self._send(handle, ("stop", number))
             return
+        if self.gate is not None and not self.gate.admits(self._busy()):
+            if self.gate.park((handle.index, number), handle):
+                self._send(handle, ("park", number))
+            return
         views = [h.view(n) for h in self.workers.values() for n in range(len(h.sessions))]
         decision = self.scheduler.assign(handle.view(number), views)
         if decision.action is Action.WAIT:
@@ -318,7 +255,10 @@ class Supervisor:
         w["jobs"] += 1
         w["busy_s"] += seconds
         self.hooks.on_report(self, report, f"w{handle.index}", seconds)
+        if self.gate is not None:
+            self.gate.job_finished(report.category)
         self._redispatch()
+        self._unpark()
 
     # -- duties -------------------------------------------------------------------
 
@@ -358,6 +298,7 @@ class Supervisor:
         for job in jobs:
             self._settle_lost_job(handle, job, code)
         self._redispatch()  # the dead worker's credentials are no longer open anywhere
+        self._unpark()
         if not clean and not self.drain_requested and (len(self.scheduler) or self._busy()):
             if self.progress.restarts >= MAX_RESTARTS:
                 ops.error("worker restart limit reached", extra={"event": "restart_limit"})
@@ -450,6 +391,26 @@ class Supervisor:
         for h in list(self.workers.values()):
             self.backend.join(h.index, max(0.1, deadline - time.monotonic()))
 
+    def autoscale(self) -> None:
+        """Sessions = "auto": look at the host once per interval, log a change of target, fill new room."""
+        if self.gate is None:
+            return
+        change = self.gate.tick(busy=self._busy(), waiting=len(self.scheduler))
+        if change is not None:
+            ops.info("concurrency changed", extra={"event": "autoscale", "from": change.old, "to": change.new,
+                                                   "reason": change.reason, "running": self._busy(),
+                                                   "queued": len(self.scheduler)})
+            self._unpark()
+
+    def _unpark(self) -> None:
+        """Offer jobs to parked sessions while the run is under its autoscaled target."""
+        if self.gate is None:
+            return
+        chosen = self.gate.unpark(self._busy(), lambda key, h: self.workers.get(key[0]) is h,
+                                  lambda h: len(h.running()))
+        for (index, number), h in chosen:
+            self.msg_ready(h, index, number)
+
     def _redispatch(self) -> None:
         """Offer work again to workers that were waiting for a contended credential to come free."""
         waiting = [(h, n) for (i, n), h in self._deferred.items() if self.workers.get(i) is h]
@@ -466,6 +427,14 @@ class Supervisor:
 
     def _send(self, handle: WorkerHandle, msg: tuple) -> None:
         self.backend.send(handle.index, msg)
+
+
+def autoscale_gate(s: Settings, workers: int) -> ConcurrencyGate:
+    """The run's concurrency bounds under "auto": one session per worker .. every session thread."""
+    cfg = AutoscaleSettings(min_sessions=workers, max_sessions=workers * s.session_slots, start=workers,
+                            cpu_target=s.autoscale_cpu_target, memory_floor_mb=s.autoscale_memory_floor_mb,
+                            interval_s=s.autoscale_interval)
+    return ConcurrencyGate(cfg)
 
 
 __all__ = ["Supervisor", "SupervisorHooks", "Progress", "RunOutcome", "WorkerHandle", "SessionBook",

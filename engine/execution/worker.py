@@ -36,7 +36,9 @@ so profile isolation and the credential lock are as with one session.
 The pipe carries ``("ready", index, s)`` per free session, ``("job", id, s)``
 back, and ``("done", index, report, ..., s)``; the session threads send
 under one lock, the main thread reads and routes jobs to each session's
-inbox.  ``("stop", s)`` stops one session, ``("stop",)`` all of them.
+inbox.  ``("stop", s)`` stops one session, ``("stop",)`` all of them; ``("park", s)``
+(autoscaled runs: the session is above the run's target) makes a waiting
+session give back its warm page until its next job.
 Heartbeats stay per worker; SIGTERM lets every session finish its job.
 """
 from __future__ import annotations
@@ -178,7 +180,7 @@ def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
     beats[spec.index] = time.time()
     threading.Thread(target=_heartbeat, args=(beats, spec.index, parent, stop), daemon=True).start()
     s = spec.settings
-    if s.sessions_per_worker > 1:
+    if s.session_slots > 1 or s.sessions_auto:
         _serve_sessions(spec, conn, batch, stop)
         return
     name = f"w{spec.index}"
@@ -261,7 +263,7 @@ class _Session:
         spec = shared.spec
         self.number = number
         self.shared = shared
-        self.slot = spec.index * spec.settings.sessions_per_worker + number
+        self.slot = spec.index * spec.settings.session_slots + number
         self.name = f"w{spec.index}s{number}"
         self.inbox: "queue.Queue[tuple]" = queue.Queue()
         self.lifecycle: BrowserLifecycle | None = None
@@ -303,10 +305,14 @@ class _Session:
         executor = assembly.build_executor(s, place, store=store, lifecycle=lifecycle, credentials=sh.credentials,
                                            coordination=coord, worker_name=self.name, profile_owner=self.name)
         try:
-            executor.warm()
+            if not s.sessions_auto:  # "auto": most sessions wait parked at first; each warms on its first job
+                executor.warm()
             while not sh.stop.is_set():
                 sh.pipe.send(("ready", spec.index, self.number))
                 msg = self._next()
+                while msg is not None and msg[0] == "park":  # above the run's target: give back the warm page
+                    executor.cool()
+                    msg = self._next()
                 if msg is None or msg[0] != "job":
                     break
                 job = sh.batch.job(msg[1])
@@ -343,9 +349,9 @@ def _serve_sessions(spec: WorkerSpec, conn: Connection, batch: Batch, stop: thre
                                                                  cohort=f"w{spec.index}")
         shared = _WorkerShared(spec, batch, _Pipe(conn), browser, table, counters,
                                CredentialStore.load(spec.credentials_path or None), stop, [])
-        shared.sessions.extend(_Session(n, shared) for n in range(s.sessions_per_worker))
+        shared.sessions.extend(_Session(n, shared) for n in range(s.session_slots))
         ops.info("worker started", extra={"event": "worker_started", "pid": os.getpid(),
-                                          "sessions": s.sessions_per_worker})
+                                          "sessions": s.session_slots, "autoscaled": s.sessions_auto})
         try:
             for session in shared.sessions:
                 session.thread.start()
@@ -378,8 +384,8 @@ def _route(conn: Connection, shared: _WorkerShared) -> None:
             ops.warning("supervisor connection lost; worker stops", extra={"event": "worker_orphaned"})
             shared.stop.set()
             return
-        if (msg[0] == "job" and len(msg) == 3) or (msg[0] == "stop" and len(msg) == 2):
-            sessions[msg[-1]].inbox.put(msg)  # ("job", job_id, s) / ("stop", s): one session
+        if (msg[0] == "job" and len(msg) == 3) or (msg[0] in ("stop", "park") and len(msg) == 2):
+            sessions[msg[-1]].inbox.put(msg)  # ("job", job_id, s) / ("stop", s) / ("park", s): one session
         else:  # ("stop",): every session
             for x in sessions:
                 x.inbox.put(("stop",))

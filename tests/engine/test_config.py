@@ -149,11 +149,24 @@ def test_wrong_types_are_errors_naming_file_and_key(places, line, expected):
     ('[engine]\nstate_dir = ""', "engine.state_dir must not be empty"),
     ("[engine]\nsessions_per_worker = 33", "engine.sessions_per_worker must be an integer 1 .. 32"),
     ('[engine]\nsessions_per_worker = 2\nbackend = "ray"', "the ray backend runs one session per actor"),
+    ('[engine]\nsessions_per_worker = "auto"\nbackend = "ray"', "the ray backend runs one session per actor"),
+    ('[engine]\nsessions_per_worker = "lots"', 'must be an integer 1 .. 32 or "auto", got \'lots\''),
+    ("[autoscale]\nmax_sessions = 0", "autoscale.max_sessions must be 1 .. 32"),
+    ("[autoscale]\ncpu_target = 1.5", "autoscale.cpu_target must be in (0, 1]"),
+    ("[autoscale]\ninterval = 0.01", "autoscale.interval must be 0.1 .. 60 s"),
 ])
 def test_bad_values_are_errors_naming_the_source(places, toml, expected):
     places.local.write_text(toml + "\n")
     msg = config_error(places)
     assert msg.startswith(f"settings from {places.local} (./drover.toml): ") and expected in msg
+
+
+def test_sessions_auto_from_the_file_sizes_the_session_threads_by_the_autoscale_maximum(places):
+    places.local.write_text('[engine]\nsessions_per_worker = "auto"\n[autoscale]\nmax_sessions = 6\n')
+    s = places.load().settings
+    assert s.sessions_auto and s.session_slots == 6
+    places.local.write_text("[engine]\nsessions_per_worker = true\n")
+    assert 'sessions_per_worker must be an integer or "auto", got bool' in config_error(places)
 
 
 def test_ints_are_accepted_for_float_settings_and_become_floats(places):
@@ -169,11 +182,14 @@ def test_every_setting_can_be_set_from_the_file(places):
         'job_isolation = "page"\nrecycle_after_jobs = 7\nmax_browser_rss_mb = 900\nseed = 42\nlock_timeout = 3.0\n'
         'credentials = "c.json"\nfailure_screenshots = 0\nbackend = "ray"\nray_address = "auto"\nlease_ttl = 4.0\n'
         'extract_max_bytes = 1000\nsessions_per_worker = 1\n[retry]\nbase = 0.1\ncap = 0.2\njitter = "equal"\n'
+        '[autoscale]\nmax_sessions = 5\ncpu_target = 0.7\nmemory_floor_mb = 256\ninterval = 2.0\n'
         '[browser]\nextra_args = ["--lang=de-DE"]\nheadless = false\nendpoints = ["http://127.0.0.1:9222"]\n')
     loaded = places.load()
     assert loaded.settings == Settings(3, "st", "legacy", 9.5, 2.5, "page", 7, 900, 42, 3.0, "c.json", 0.1, 0.2,
                                        "equal", failure_screenshots=0, backend="ray", ray_address="auto",
                                        lease_ttl=4.0, extract_max_bytes=1000, sessions_per_worker=1,
+                                       autoscale_max_sessions=5, autoscale_cpu_target=0.7,
+                                       autoscale_memory_floor_mb=256, autoscale_interval=2.0,
                                        browser_extra_args=("--lang=de-DE",),
                                        browser_headless=False, browser_endpoints=("http://127.0.0.1:9222",))
     assert set(loaded.origins.values()) == {f"{places.local} (./drover.toml)"}

@@ -44,8 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", default=None, metavar="URL",
                    help="with recordings: rewrite the origin of every navigate, asserted and target URL to URL")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: from CPUs and memory)")
-    p.add_argument("--sessions", type=int, default=None, metavar="K",
-                   help="concurrent jobs per worker on its one browser (1..32, default 1)")
+    p.add_argument("--sessions", type=sessions_arg, default=None, metavar="K|auto",
+                   help="concurrent jobs per worker on its one browser (1..32, default 1); auto: as many as "
+                        "the host has headroom for (bounds in [autoscale])")
     p.add_argument("--mode", choices=("parallel", "legacy"), default=None,
                    help="legacy = the sequential rollback path (one process, no shared memory)")
     p.add_argument("--resume", metavar="RUN_ID", default=None, help="finish an interrupted run ('last' for the latest)")
@@ -105,6 +106,16 @@ def progress_printer(console: Console) -> "callable":
     return show
 
 
+def sessions_arg(text: str) -> int | str:
+    """``--sessions``: an integer or ``auto`` (the range is the settings' to check)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer 1..32 or 'auto', got {text!r}") from None
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     activate_plugins(args)
     loaded = load_settings(args.config, overrides={"workers": args.workers, "mode": args.mode,
@@ -130,9 +141,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.warn(f"skipped: {problem}")
     workers = 1 if prepared.mode == "legacy" else s.effective_workers
     sessions = s.sessions_per_worker if prepared.mode != "legacy" else 1
+    shape = (f" x auto sessions (1..{s.session_slots} each)" if sessions == "auto"
+             else f" x {sessions} sessions" if sessions > 1 else "")
     console.line(f"run {prepared.run_id}: {len(prepared.job_ids)} job(s), mode {prepared.mode}, {workers} worker(s)"
                  f"{' (auto: CPUs and free memory)' if not s.workers and prepared.mode != 'legacy' else ''}"
-                 f"{f' x {sessions} sessions' if sessions > 1 else ''}; "
+                 f"{shape}; "
                  f"settings from {loaded.source}; run dir {prepared.run_dir}")
     writer = EvidenceWriter(outputs, s.backend)
     summary = execute(req, prepared, on_progress=progress_printer(console), evidence=writer)

@@ -72,7 +72,7 @@ from engine.records.rundir._records import (Alert, FailureRow, JobCounts, Latenc
 from engine.records.rundir._summary import (AcceptedRisk, BatchInfo, CriterionRow, Diagnostic, Drilldown,
                                             JobAccounting, LastQuarter, RollbackDrill, SoakPhase, SoakSummary,
                                             SupervisorMemory, Throughputs, Verdict, json_default)
-from engine.records.rundir._run import RUN_KIND, BatchRunSummary, FirstFailure, RunJobs
+from engine.records.rundir._run import RUN_KIND, Autoscale, BatchRunSummary, FirstFailure, RunJobs, ScaleStep
 from engine.records.rundir._faults import (CONTROL as FAULT_CONTROL, FAULT_KINDS, FAULT_REPORT_FORMAT, FaultReport,
                                            FaultTrial, FaultViolation, Tally as FaultTally)
 
@@ -408,7 +408,7 @@ __all__ = ["SUPERVISOR_LOCK", "SUMMARY", "SUMMARY_TEXT", "WINDOWS", "FAILURE_MAT
            "WorkerResources", "SloResult", "Window", "Alert", "FailureRow", "CriterionRow", "AcceptedRisk", "Verdict",
            "BatchInfo", "Throughputs", "JobAccounting", "LastQuarter", "SupervisorMemory", "SoakPhase",
            "RollbackDrill", "SoakSummary", "Drilldown", "Diagnostic", "RUN_KIND", "RunJobs", "FirstFailure",
-           "BatchRunSummary", "write_run_summary", "read_run_summary", "summary_kind", "write_atomic", "write_summary",
+           "BatchRunSummary", "Autoscale", "ScaleStep", "write_run_summary", "read_run_summary", "summary_kind", "write_atomic", "write_summary",
            "write_failure_matrix", "write_drilldown", "write_report", "write_summary_text", "write_slo_copy",
            "write_diagnostic", "append_window", "JsonlFile", "alerts_file", "read_json", "read_summary",
            "read_summary_file", "replace_verdict", "read_windows", "read_alerts", "read_failure_matrix",

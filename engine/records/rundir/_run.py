@@ -78,13 +78,66 @@ class FirstFailure(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class ScaleStep(Record):
+    """One change of an autoscaled run's target: when (s since the run started), from, to, and why."""
+
+    at: float | None = None
+    old: int | None = None
+    new: int | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": self.at, "from": self.old, "to": self.new, "reason": self.reason}
+
+    @classmethod
+    def _read(cls, o: Obj) -> ScaleStep:
+        return cls(o.num("at"), o.count("from"), o.count("to"), o.text("reason"))
+
+
+@dataclass(frozen=True, slots=True)
+class Autoscale(Record):
+    """``sessions_per_worker = "auto"``: the bounds of the run's concurrency, where it went and every change
+    (``timeline``: the target at the first look, then after each change, as ``[at, target]``)."""
+
+    min: int | None = None
+    max: int | None = None
+    peak: int | None = None
+    final: int | None = None
+    changes: tuple[ScaleStep, ...] = ()
+    timeline: tuple[tuple[float, int], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"min": self.min, "max": self.max, "peak": self.peak, "final": self.final,
+                "changes": [c.to_json() for c in self.changes], "timeline": [list(t) for t in self.timeline]}
+
+    @classmethod
+    def from_summary(cls, d: Mapping[str, Any]) -> Autoscale:
+        """From :meth:`engine.execution.autoscale.ConcurrencyGate.summary`."""
+        return cls(d["min"], d["max"], d["peak"], d["final"],
+                   tuple(ScaleStep(c["at"], c["from"], c["to"], c["reason"]) for c in d["changes"]),
+                   tuple((float(a), int(t)) for a, t in d["timeline"]))
+
+    @classmethod
+    def _read(cls, o: Obj) -> Autoscale:
+        timeline = []
+        for i, v in enumerate(o.items("timeline") or []):
+            if isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+                timeline.append((float(v[0]), int(v[1])))
+            else:
+                o.rd.bad(o.file, f"{o.where('timeline')}[{i}]", "expected [seconds, target]", skipped=True)
+        return cls(o.count("min"), o.count("max"), o.count("peak"), o.count("final"),
+                   tuple(ScaleStep._read(c) for c in o.objs("changes") or []), tuple(timeline))
+
+
+@dataclass(frozen=True, slots=True)
 class BatchRunSummary(Record):
     """``summary.json`` of a ``run`` (``kind`` "run").
 
     ``verdict``: the SLO file's whole-run verdict (``go`` False when a
     threshold failed or had no data), None when the run had no SLO file.
     ``concurrency``: how many jobs could run at once (workers x sessions
-    per worker; 1 on the legacy path).
+    per worker, the autoscale maximum under "auto"; 1 on the legacy path).
+    ``autoscale``: how an autoscaled run's concurrency moved (None when fixed).
     """
 
     run_id: str | None = None
@@ -108,6 +161,7 @@ class BatchRunSummary(Record):
     first_failure: FirstFailure | None = None
     slo: str | None = None  # the SLO file the run was judged with
     verdict: Verdict | None = None
+    autoscale: Autoscale | None = None
 
     def to_json(self) -> dict[str, Any]:
         def part(p: Any) -> Any:
@@ -120,7 +174,8 @@ class BatchRunSummary(Record):
              "jobs_per_worker": dict(self.jobs_per_worker), "lost_attempts": self.lost_attempts,
              "reclaimed_slots": self.reclaimed_slots, "lock_wait": dict(self.lock_wait),
              "telemetry_lost": dict(self.telemetry_lost), "first_failure": part(self.first_failure)}
-        return put(d, slo=self.slo) | {"verdict": part(self.verdict)}
+        return put(d, slo=self.slo) | {"verdict": part(self.verdict)} | (
+            {} if self.autoscale is None else {"autoscale": self.autoscale.to_json()})
 
     @classmethod
     def _read(cls, o: Obj) -> BatchRunSummary:
@@ -139,7 +194,7 @@ class BatchRunSummary(Record):
             jobs_per_worker=o.mapping("jobs_per_worker", Obj.count), lost_attempts=o.count("lost_attempts"),
             reclaimed_slots=o.count("reclaimed_slots"), lock_wait=o.mapping("lock_wait", Obj.num),
             telemetry_lost=o.mapping("telemetry_lost", Obj.count), first_failure=part("first_failure", FirstFailure),
-            slo=o.text("slo"), verdict=part("verdict", Verdict))
+            slo=o.text("slo"), verdict=part("verdict", Verdict), autoscale=part("autoscale", Autoscale))
 
 
-__all__ = ["RUN_KIND", "RunJobs", "FirstFailure", "BatchRunSummary"]
+__all__ = ["RUN_KIND", "RunJobs", "FirstFailure", "BatchRunSummary", "Autoscale", "ScaleStep"]

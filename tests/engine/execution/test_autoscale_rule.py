@@ -18,8 +18,18 @@ def test_it_climbs_one_step_per_settled_healthy_period_up_to_its_bound():
     for t in range(12):
         a.observe(calm(t))
         targets.append(a.target)
-    assert targets == [2, 3, 3, 4, 4, 5, 5, 5, 5, 5, 5, 5]
-    assert [c.new for c in a.history] == [3, 4, 5] and all(c.reason.startswith("up:") for c in a.history)
+    assert targets == [2, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5]  # +1, then +ceil(3 / 2), capped at 5
+    assert [c.new for c in a.history] == [3, 5] and all(c.reason.startswith("up:") for c in a.history)
+
+
+def test_steps_are_proportional_to_the_target():
+    a = Autoscaler(AutoscaleSettings(min_sessions=1, max_sessions=32, start=1, settle=1))
+    for t in range(5):
+        a.observe(calm(t))
+    assert [c.new for c in a.history] == [2, 3, 5, 8, 12]  # half again per step: 8 within four steps
+    for t in range(4):  # a window of busy looks
+        a.observe(calm(9 + t, cpu=0.99))
+    assert a.target == 9  # a quarter shed at once
 
 
 def test_unused_headroom_is_no_reason_to_grow():
@@ -30,7 +40,6 @@ def test_unused_headroom_is_no_reason_to_grow():
 
 
 @pytest.mark.parametrize("sample, word", [
-    (calm(0, cpu=0.97), "CPU"),
     (calm(0, mb=100.0), "free memory"),
     (calm(0, command_p95_ms=5000.0), "CDP command p95"),
     (calm(0, timeouts=2), "timed out"),
@@ -42,8 +51,20 @@ def test_each_kind_of_overload_steps_down_with_its_reason(sample, word):
     assert change.reason.startswith("down:") and word in change.reason
 
 
+def test_cpu_counts_over_a_window_so_a_burst_is_not_an_overload():
+    a = Autoscaler(AutoscaleSettings(start=4, window=4, settle=2))
+    for t, cpu in enumerate([1.0, 0.1, 0.1, 1.0, 0.1, 0.1]):  # job starts: a core or two for a moment
+        assert a.observe(calm(t, cpu=cpu, in_use=0, waiting=0)) is None
+    assert a.target == 4
+    changes = [a.observe(calm(10 + t, cpu=0.97)) for t in range(4)]
+    assert changes[:3] == [None, None, None]  # a full window of busy looks first
+    assert changes[3] is not None and (changes[3].old, changes[3].new) == (4, 3)
+    assert changes[3].reason.startswith("down: CPU") and "mean of 4 looks" in changes[3].reason
+    assert [a.observe(calm(20 + t, cpu=0.97)) for t in range(3)] == [None, None, None]  # a new window each time
+
+
 def test_down_stops_at_the_floor_and_a_good_sample_after_a_bad_one_is_not_headroom():
-    a = Autoscaler(AutoscaleSettings(min_sessions=2, max_sessions=8, start=3, settle=2))
+    a = Autoscaler(AutoscaleSettings(min_sessions=2, max_sessions=8, start=3, settle=2, window=1))
     for t in range(4):
         a.observe(calm(t, cpu=0.99))
     assert a.target == 2  # 3 -> 2, then held at the floor
@@ -51,7 +72,7 @@ def test_down_stops_at_the_floor_and_a_good_sample_after_a_bad_one_is_not_headro
     assert a.observe(calm(11)) is not None and a.target == 3
     s = a.summary()
     assert s["peak"] == 3 and s["final"] == 3 and [c["to"] for c in s["changes"]] == [2, 3]
-    assert len(s["timeline"]) == 6
+    assert [t for _, t in s["timeline"]] == [3, 2, 3]  # the target at the first look, then each change
 
 
 def test_bad_bounds_are_config_errors():

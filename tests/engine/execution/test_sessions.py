@@ -56,7 +56,8 @@ def max_overlap(rows: list[tuple]) -> int:
 
 def test_sessions_setting_is_validated():
     assert Settings(sessions_per_worker=8).sessions_per_worker == 8
-    for bad in (0, 33, "auto", True):
+    assert Settings(sessions_per_worker="auto").session_slots == 8  # the autoscale maximum per worker
+    for bad in (0, 33, "many", True):
         with pytest.raises(ConfigError, match="sessions_per_worker"):
             Settings(sessions_per_worker=bad)
     with pytest.raises(ConfigError, match="ray backend"):

@@ -15,7 +15,7 @@ def test_every_value_lands_in_a_bucket_whose_edge_is_within_two_percent(v):
     b = bucket_of(v)
     upper = bucket_upper_ms(b)
     assert v < upper or math.isclose(v, upper)
-    assert upper - v <= max(0.001, v * 0.032)  # one bucket wide: 1/64 of the power of two
+    assert upper - v <= max(0.001, v * 0.032) + 1e-12  # one bucket wide: 1/64 of the power of two (+ float slack)
 
 
 def test_percentiles_match_exact_ones_within_the_bucket_precision():
