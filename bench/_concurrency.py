@@ -10,8 +10,8 @@ The same batch runs as
 * ``W x 1``   W workers, one session each (a browser per job in flight),
 * ``1 x W``   one worker with W concurrent sessions on its one browser,
 * ``W/2 x 2`` half the workers, two sessions each,
-* ``auto``    the engine sizes its sessions itself (``sessions_per_worker = "auto"``),
-              where the engine supports it,
+* ``auto``    one worker that sizes its sessions itself (``sessions_per_worker = "auto"``,
+              at most W: the same ceiling as the fixed shapes),
 
 alternating the order every round, and reports throughput, p50/p95 job
 latency (from the results store) and the peak PSS of the whole process
@@ -62,13 +62,17 @@ class Shape:
     workers: int
     sessions: int | str
 
-    def settings(self, state_dir: str, isolation: str) -> Settings:
-        base = Settings(workers=self.workers, state_dir=state_dir, job_isolation=isolation)
+    def settings(self, state_dir: str, isolation: str, *, bound: int = 8,
+                 browser_args: tuple[str, ...] = ()) -> Settings:
+        """``bound``: the autoscaled shape's most sessions per worker (W: the same ceiling as the others)."""
+        base = Settings(workers=self.workers, state_dir=state_dir, job_isolation=isolation,
+                        browser_extra_args=browser_args)
         if "sessions_per_worker" not in Settings.__dataclass_fields__:
             if self.sessions != 1:
                 raise ConfigError("this engine has no sessions_per_worker setting")
             return base
-        return dataclasses.replace(base, sessions_per_worker=self.sessions)
+        auto = {"autoscale_max_sessions": bound} if self.sessions == "auto" else {}
+        return dataclasses.replace(base, sessions_per_worker=self.sessions, **auto)
 
 
 def shapes(w: int, *, auto: bool = True) -> list[Shape]:
@@ -107,9 +111,10 @@ def write_batch(folder: Path, base_url: str, *, jobs: int, delay_ms: int) -> Pat
     return batch
 
 
-def run_shape(shape: Shape, batch: Path, work: Path, isolation: str, exclude: tuple[int, ...]) -> ShapeRun:
+def run_shape(shape: Shape, batch: Path, work: Path, isolation: str, exclude: tuple[int, ...], *, bound: int = 8,
+              browser_args: tuple[str, ...] = ()) -> ShapeRun:
     folder = work / f"{shape.label.replace(' ', '')}-{time.monotonic_ns()}"
-    settings = shape.settings(str(folder / "state"), isolation)
+    settings = shape.settings(str(folder / "state"), isolation, bound=bound, browser_args=browser_args)
     req = RunRequest(str(batch), settings)
     prepared = prepare(req)
     sampler = TreeSampler(interval=0.5, exclude=exclude, pss=True)
@@ -132,6 +137,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=1, help="alternating rounds (default 1)")
     p.add_argument("--isolation", default="context", choices=("context", "page", "reset"))
     p.add_argument("--no-auto", action="store_true", help="leave out the autoscaled shape")
+    p.add_argument("--browser-arg", action="append", default=[], metavar="FLAG",
+                   help="one more Chromium flag for every shape (repeatable), e.g. --browser-arg=--flag")
     p.add_argument("--json", metavar="FILE", help="write every run's figures as JSON")
 
 
@@ -158,7 +165,8 @@ def concurrency_command(args: argparse.Namespace, console: Console) -> int:
     runnable = []
     for s in plan:
         try:
-            s.settings(str(Path(tempfile.gettempdir()) / "probe"), args.isolation)
+            s.settings(str(Path(tempfile.gettempdir()) / "probe"), args.isolation, bound=w,
+                       browser_args=tuple(args.browser_arg))
         except ConfigError as exc:
             console.warn(f"{s.label}: not run ({exc})")
             continue
@@ -172,7 +180,8 @@ def concurrency_command(args: argparse.Namespace, console: Console) -> int:
             order = runnable if r % 2 == 0 else list(reversed(runnable))
             for s in order:
                 console.status(f"round {r + 1}/{args.rounds}: {s.label} ...")
-                runs[s.label].append(run_shape(s, batch, Path(tmp), args.isolation, (site.pid,)))
+                runs[s.label].append(run_shape(s, batch, Path(tmp), args.isolation, (site.pid,), bound=w,
+                                               browser_args=tuple(args.browser_arg)))
         console.end_status()
     rows = [_row(v) for v in runs.values() if v]
     best = max((r["mean_jobs_per_s"] for r in rows if r["shape"] != "auto"), default=0.0)

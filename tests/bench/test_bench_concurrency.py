@@ -17,10 +17,11 @@ def test_the_shapes_of_one_concurrency():
 @real_chromium
 def test_concurrency_smoke_reports_each_shape_with_its_memory(tmp_path):
     out = tmp_path / "conc.json"
-    r = bench("concurrency", "-W", "2", "--jobs", "4", "--delay-ms", "200", "--no-auto", "--json", str(out))
+    r = bench("concurrency", "-W", "2", "--jobs", "4", "--delay-ms", "200", "--json", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     rows = {row["shape"]: row for row in orjson.loads(out.read_bytes())["rows"]}
-    assert "2 x 1" in rows, rows
+    assert set(rows) == {"2 x 1", "1 x 2", "auto"}, rows
+    assert "auto: " in r.stdout and "the best fixed shape's throughput" in r.stdout
     for row in rows.values():
         assert row["failed"] == 0 and row["mean_jobs_per_s"] > 0
         assert row["p95_ms"] >= 2 * 200  # two waits of 200 ms at least

@@ -9,6 +9,7 @@ used at the same time anywhere.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -174,19 +175,33 @@ def test_killing_a_node_mid_batch_loses_no_job_and_reclaims_its_leases(cluster, 
 
 
 class PauseAWorker(SupervisorHooks):
-    """SIGSTOP a busy worker's actor process until its lease lapses, then SIGCONT it."""
+    """SIGSTOP a busy worker's actor process until its lease lapses, then SIGCONT it.
+
+    It is paused only once its attempt's start is in the store and before
+    its end is: paused earlier (a first job still starting its browser), it
+    would wake before it wrote anything; later, it would have nothing left
+    to write.  Either way the fence would have nothing to refuse.
+    """
 
     def __init__(self, pause_s: float) -> None:
         self.pause_s = pause_s
         self.paused: tuple[int, str, float] | None = None
         self.resumed = False
 
+    @staticmethod
+    def _mid_attempt(sup, job: str) -> bool:
+        with contextlib.closing(sqlite3.connect(f"file:{sup.store_path}?mode=ro", uri=True, timeout=1)) as con:
+            rows = con.execute("SELECT outcome FROM attempts WHERE run_id = ? AND job_id = ?",
+                               (sup.run_id, job)).fetchall()
+        return bool(rows) and all(r[0] is None for r in rows)
+
     def on_tick(self, sup) -> None:
         now = time.monotonic()
         if self.paused is None:
             held = sup.backend.lease_stats()["holders"]  # pause it while it holds its session lease, mid-attempt
             for h in sup.workers.values():
-                if h.job is not None and h.pid and f"slot:{h.index}" in held and now - h.job_started > 0.3:
+                if (h.job is not None and h.pid and f"slot:{h.index}" in held and now - h.job_started > 0.3
+                        and self._mid_attempt(sup, h.job)):
                     os.kill(h.pid, signal.SIGSTOP)
                     self.paused = (h.pid, h.job, now)
                     return
@@ -203,13 +218,19 @@ def test_a_paused_worker_whose_lease_was_reclaimed_cannot_record_its_outcome(clu
     assert hook.paused is not None and hook.resumed
     con = _db(state)
     run = prepared.run_id
-    refused = con.execute("SELECT job_id, epoch, fence, write FROM refusals WHERE run_id = ?", (run,)).fetchall()
-    assert refused, "the paused worker's write was not refused"
     job = hook.paused[1]
-    stale_epoch = max(e for j, e, _, _ in refused if j == job)
-    outcome = con.execute("SELECT outcome, epoch FROM outcomes WHERE run_id = ? AND job_id = ?",
+    refused = con.execute("SELECT attempt, resource, epoch, fence FROM refusals WHERE run_id = ? AND job_id = ?",
                           (run, job)).fetchall()
-    assert len(outcome) == 1 and outcome[0][0] == "passed" and outcome[0][1] > stale_epoch  # the new holder's
+    assert refused, "the paused worker's write was not refused"
+    assert all(fence is not None and epoch < fence for _, _, epoch, fence in refused), refused
+    outcome = con.execute("SELECT outcome, attempts, worker, epoch FROM outcomes WHERE run_id = ? AND job_id = ?",
+                          (run, job)).fetchall()
+    assert len(outcome) == 1 and outcome[0][0] == "passed", outcome
+    _, attempt, worker, epoch = outcome[0]
+    assert attempt not in {a for a, _, _, _ in refused}  # recorded by a later attempt, not the refused one
+    # by the new holder: another worker's slot, or the same slot at a higher epoch
+    same_slot = [e for _, resource, e, _ in refused if resource == f"slot:{worker.lstrip('w')}"]
+    assert all(epoch > e for e in same_slot), (outcome, refused)
     assert con.execute("SELECT COUNT(*) FROM outcomes WHERE run_id = ?", (run,)).fetchone()[0] == 10
     assert summary.duplicates == 0
     # its guard stopped its sends when it woke up: a stop, not an unowned use (nothing was sent)
