@@ -17,7 +17,7 @@ Common header (``HEADER_SIZE`` = 64 bytes, offset 0 of every segment)::
      14     2  reserved
      16     4  creator_pid    pid of the process that created the segment
      20     4  count          number of slots / worker rows
-     24     8  creator_start  creator's process start time (psutil create_time)
+     24     8  creator_start  creator's process start (s since boot)
      32     8  created_at     wall-clock time of creation
      40    16  table totals   (ownership only) invalid_transitions u64, unowned_uses u64
      56     8  reserved

@@ -82,7 +82,7 @@ class ForkedWorkers:
         proc = self._ctx.Process(target=self._target,
                                  args=(index, child_conn, self._beats, inherited, os.getpid()),
                                  name=f"drover-w{index}", daemon=False)
-        self._beats[index] = time.time()
+        self._beats[index] = time.monotonic()
         with ResultsStore.closed_for_fork(self._store_path):  # no SQLite connection may cross fork()
             proc.start()
         child_conn.close()
@@ -130,7 +130,7 @@ class ForkedWorkers:
         return self._children[index].process.exitcode
 
     def heartbeat_age(self, index: int) -> float:
-        return time.time() - self._beats[index]
+        return time.monotonic() - self._beats[index]
 
     def kill(self, index: int) -> None:
         child = self._children.get(index)

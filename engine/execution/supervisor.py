@@ -273,6 +273,13 @@ class Supervisor:
         """A worker died: close its attempts, reclaim its slots, re-queue its jobs (one per busy session),
         replace it."""
         self.backend.join(handle.index, 5)
+        if self.backend.alive(handle.index):
+            # Its channel closed but the process lives on: end it before its job is re-queued, or two
+            # processes would run that job (and the live one still owns its slot: no fence would stop it).
+            ops.error("worker channel closed but its process lives: killing it", extra={
+                "event": "worker_killed", "worker_index": handle.index, "reason": "channel closed"})
+            self.backend.kill(handle.index)
+            self.backend.join(handle.index, 10)
         code = self.backend.exit_code(handle.index)
         self.backend.forget(handle.index)
         del self.workers[handle.index]

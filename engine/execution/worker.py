@@ -6,7 +6,9 @@ index).  Every CDP command it sends first passes the ownership guard
 supervisor has already written off — its slot reclaimed with a new epoch —
 is refused at its very next send instead of racing its replacement.
 
-Heartbeat: a daemon thread stamps ``heartbeats[index]`` twice a second.
+Heartbeat: a daemon thread stamps ``heartbeats[index]`` twice a second, on
+``time.monotonic()`` (one clock for every process of the machine on Linux):
+a wall-clock step must not make every worker look stalled at once.
 
 When the supervisor dies the worker dies with it, at once
 (``PR_SET_PDEATHSIG`` = SIGKILL, and the heartbeat thread's parent-pid
@@ -155,7 +157,7 @@ def die_with_parent(parent: int) -> None:
 
 def _heartbeat(beats: Any, index: int, parent: int, stop: threading.Event) -> None:
     while not stop.wait(0.5):
-        beats[index] = time.time()
+        beats[index] = time.monotonic()
         if os.getppid() != parent:
             ops.error("supervisor gone; worker exits now", extra={"event": "worker_orphaned"})
             os._exit(1)  # its job in flight is re-run on resume; nothing half-recorded (one transaction)
@@ -177,7 +179,7 @@ def worker_main(spec: WorkerSpec, conn: Connection, beats: Any, batch: Batch,
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which drains
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    beats[spec.index] = time.time()
+    beats[spec.index] = time.monotonic()
     threading.Thread(target=_heartbeat, args=(beats, spec.index, parent, stop), daemon=True).start()
     s = spec.settings
     if s.session_slots > 1 or s.sessions_auto:

@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from coordination import OwnershipTable, SlotState, reclaim_dead
-from coordination._process import current_identity, is_alive
+from coordination._process import current_identity, is_alive, start_time_of
 from coordination.errors import UnownedUse
 
 from . import _procs
@@ -29,12 +29,24 @@ def test_liveness_needs_pid_and_start_time() -> None:
     pid = os.fork()
     if pid == 0:
         os._exit(0)
-    start = psutil.Process(pid).create_time()
+    start = start_time_of(pid)
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # wait for the exit but leave it unreaped: a zombie
     assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert not is_alive(pid, start)  # exited but not reaped yet: dead all the same
     os.waitpid(pid, 0)
     assert not is_alive(pid, start)
+
+
+def test_a_wall_clock_step_does_not_make_a_live_owner_look_dead(run_dir: Path, table: OwnershipTable,
+                                                                 monkeypatch) -> None:
+    """The kernel's boot time follows the wall clock: a step (NTP, a VM restored) moved every
+    wall-clock start time by whole seconds, and a sweep then took live owners' slots."""
+    mine = table.claim(7)
+    real = psutil.boot_time()
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: real + 37.0)  # what /proc/stat says after a step
+    assert is_alive(mine.owner_pid, mine.owner_start)
+    assert reclaim_dead(table) == []
+    table.check_owner(mine.index, 7, mine.epoch)
 
 
 def test_sweep_frees_slots_of_a_killed_owner_and_leaves_live_ones(run_dir: Path, table: OwnershipTable,

@@ -139,7 +139,9 @@ class KillNodeAfter(SupervisorHooks):
                 return
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+# Two seeds in the suite (each is a 3-node run, ~25 s): seed 3 kills after the 2nd outcome, seed 4 after the 3rd
+# (the draw that once found a finished job re-run).  DROVER_NODE_KILL_SEEDS="1 2 3 4 5" runs more.
+@pytest.mark.parametrize("seed", [int(s) for s in os.environ.get("DROVER_NODE_KILL_SEEDS", "3 4").split()])
 def test_killing_a_node_mid_batch_loses_no_job_and_reclaims_its_leases(cluster, site, tmp_path, seed):
     _nodes_back(cluster)
     batch = write_batch(tmp_path, site, 9, SLOW_FLOW, extra_vars={"ms": "600"}, retries=1)

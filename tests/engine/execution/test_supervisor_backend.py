@@ -155,3 +155,53 @@ def test_a_worker_that_dies_before_committing_has_its_job_run_again(tmp_path):
     assert out.lost_attempts == 1 and out.progress.passed == 1 and backend.starts == 2
     assert [a.outcome for a in writer.attempts(RUN, "j0")] == ["lost", "passed"]
     writer.close()
+
+
+class ChannelClosesBackend(ScriptedBackend):
+    """A worker whose channel reports EOF while its process lives on (until it is killed)."""
+
+    def __init__(self, on_job) -> None:
+        super().__init__(on_job)
+        self.lingering: set[int] = set()
+        self.kills: list[tuple[int, int]] = []  # (index, jobs re-sent by then)
+
+    def poll(self, timeout: float) -> list[WorkerEvent]:
+        out, self.queue = self.queue, []
+        for e in out:
+            if e.message is None and e.index not in self.lingering:
+                self.alive_set.discard(e.index)
+        return out
+
+    def kill(self, index: int) -> None:
+        self.kills.append((index, sum(1 for _, m in self.sent if m[0] == "job")))
+        self.lingering.discard(index)
+        super().kill(index)
+
+
+def test_a_worker_whose_channel_closed_while_it_lives_is_killed_before_its_job_is_requeued(tmp_path):
+    batch, store_path = _setup(tmp_path, 1)
+    writer = ResultsStore(store_path)
+    first = [True]
+
+    def on_job(index: int, job_id: str) -> list[WorkerEvent]:
+        lease = Lease(f"slot:{index}", sup.generation.epoch_floor)
+        attempt = writer.next_attempt(RUN, job_id)
+        writer.start_attempt(RUN, job_id, attempt, f"w{index}", lease=lease)
+        if first and first.pop():
+            backend.lingering.add(index)
+            return [WorkerEvent(index, None)]  # its pipe broke; the process is still running the job
+        writer.finish_attempt(RUN, job_id, attempt, lease, outcome="passed", final=True, worker=f"w{index}")
+        from engine.execution.executor import JobReport
+
+        return [WorkerEvent(index, ("done", index, JobReport(job_id, "passed", attempt, None, 1.0, "f"), 0, 0.1,
+                                    {})), WorkerEvent(index, ("ready", index))]
+
+    backend = ChannelClosesBackend(on_job)
+    sup = Supervisor(settings=Settings(workers=1, state_dir=str(tmp_path)), batch=batch, run_id=RUN,
+                     run_dir=tmp_path, state_dir=str(tmp_path), store_path=store_path, job_ids=["j0"], seed=1,
+                     credentials_path=None, backend=backend)
+    out = sup.run()
+    assert backend.kills[0] == (0, 1)  # killed while j0 had been sent once: before it was handed out again
+    assert [m[1] for _, m in backend.sent if m[0] == "job"] == ["j0", "j0"]
+    assert out.progress.passed == 1 and [a.outcome for a in writer.attempts(RUN, "j0")] == ["lost", "passed"]
+    writer.close()
