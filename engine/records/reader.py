@@ -86,6 +86,15 @@ class StateReader:
             raise ResultsStoreError(f"results store {self.path}: {exc}") from exc
         return run_id
 
+    def next_attempt(self, run_id: str, job_id: str) -> int:
+        """The job's next attempt number (as :meth:`ResultsStore.next_attempt`, read-only)."""
+        try:
+            row = self._db.execute("SELECT COALESCE(MAX(attempt), 0) FROM attempts WHERE run_id = ? AND job_id = ?",
+                                   (run_id, job_id)).fetchone()
+        except sqlite3.Error as exc:
+            raise ResultsStoreError(f"results store {self.path}: {exc}") from exc
+        return int(row[0]) + 1
+
     def look(self, run_id: str, window: float, now: float) -> StoreView:
         db = self._db
         try:

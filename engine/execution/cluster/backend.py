@@ -46,6 +46,7 @@ from engine.execution.cluster.coordinator import Coordinator
 from engine.execution.cluster.worker import SHARED_MARKER, ClusterWorker, PluginSpec
 from engine.records import rundir
 from engine.records.batch import Batch
+from engine.records.reader import StateReader
 
 ops = stream_logger("operational", __name__)
 audit = stream_logger("audit", __name__)
@@ -115,6 +116,7 @@ class RayWorkers:
         self._plugins = PluginSpec.of_this_process()
         self._last_sweep = 0.0
         self._batch_ref: Any = None
+        self._reader: StateReader | None = None  # read-only: the next attempt numbers (send)
         self._coordinator_up: Any = None  # the coordinator's first ping, until the first poll has seen it
         self._opened_at = 0.0
         self.startup_s = 0.0
@@ -234,12 +236,18 @@ class RayWorkers:
         if actor is None or actor.exit_code is not None:
             return False
         if message[0] == "job":
-            actor.pending, actor.kind = actor.handle.run.remote(message[1]), "done"
+            actor.pending, actor.kind = actor.handle.run.remote(message[1], self._next_attempt(message[1])), "done"
         elif message[0] == "stop":
             actor.pending, actor.kind = actor.handle.stop.remote(), "stop"
         else:
             raise ValueError(f"unknown message for a cluster worker: {message[0]!r}")
         return True
+
+    def _next_attempt(self, job_id: str) -> int:
+        """The job's next attempt number, read on the driver (a local read instead of the actor's round trip)."""
+        if self._reader is None:
+            self._reader = StateReader(self.store_path)
+        return self._reader.next_attempt(self.run_id, job_id)
 
     def poll(self, timeout: float) -> list[WorkerEvent]:
         if self._coordinator_up is not None:
@@ -449,6 +457,9 @@ class RayWorkers:
 
     def close(self) -> None:
         ray = self.ray
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         idle = [a for a in list(self._actors.values()) + self._zombies if a.pending is None]
         busy = [a for a in list(self._actors.values()) + self._zombies if a.pending is not None]
         self._stop_then_kill(idle)

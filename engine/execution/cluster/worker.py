@@ -138,6 +138,7 @@ class CoordinatorStore:
         self.coordinator = coordinator
         self.holder = holder
         self.trips = trips or RoundTrips()
+        self._next: dict[str, int] = {}  # job -> its next attempt number, when known without asking
 
     def _call(self, method: str, *args: Any, **kw: Any) -> Any:
         ray = _ray()
@@ -146,13 +147,28 @@ class CoordinatorStore:
         except ray.exceptions.RayTaskError as exc:
             raise _unwrap(exc) from None
 
+    def expect(self, job_id: str, attempt: int | None) -> None:
+        """The job's next attempt number as the driver read it from the store when it sent the job.
+
+        Saves the job's first round trip.  Safe because, from that send on,
+        this worker is the job's only writer: an earlier holder was written
+        off (its slot reclaimed, which it never takes up again) before the
+        job was re-queued, and its writes are fenced.  ``None`` forgets it.
+        """
+        if attempt is None:
+            self._next.pop(job_id, None)
+        else:
+            self._next[job_id] = attempt
+
     def next_attempt(self, run_id: str, job_id: str) -> int:
-        return self._call("next_attempt", run_id, job_id)
+        known = self._next.pop(job_id, None)
+        return known if known is not None else self._call("next_attempt", run_id, job_id)
 
     def start_attempt(self, run_id: str, job_id: str, attempt: int, worker: str, epoch: int = 0, *,
                       lease: Lease | None = None) -> None:
         assert lease is not None, "a cluster worker always writes under a lease"
         self._call("start_attempt", run_id, job_id, attempt, worker, lease, self.holder)
+        self._next[job_id] = attempt + 1  # a retry in this run: still the only writer of this job
 
     def finish_attempt(self, run_id: str, job_id: str, attempt: int, lease: Lease, **kw: Any) -> None:
         self._call("finish_attempt", run_id, job_id, attempt, lease, self.holder, **kw)
@@ -227,9 +243,12 @@ class LeaseCoordination(Coordination):
         The slot is this worker's for as long as it lives, so asking for it
         and giving it back around every job cost two coordinator round trips
         per job and bought nothing: the fence is raised by a reclaim, not by
-        a new grant per attempt.  A lease that lapsed or was lost is asked
-        for again (the coordinator gives the same epoch back if it still is
-        ours, a new one otherwise).
+        a new grant per attempt.  A lease that lapsed on this node's clock is
+        asked for again: the coordinator gives the same epoch back while it
+        is still ours.  One it reclaimed (a refused renewal, or a new epoch
+        on asking again) is never taken up again: the driver wrote this
+        worker off with that reclaim and re-queued its job, so whatever it
+        would start now would race the job's new holder.
         """
         yield self._slot()
 
@@ -237,10 +256,19 @@ class LeaseCoordination(Coordination):
         resource = f"slot:{self.index}"
         with self._lock:
             held = self._held.get(resource)
-            if held is not None and resource not in self._lost and time.monotonic() < held[1]:
+            if held is not None and resource in self._lost:
+                raise LeaseLost(f"{self.holder}: {resource} (epoch {held[0]}) was reclaimed: written off",
+                                resource=resource, holder=self.holder, epoch=held[0])
+            if held is not None and time.monotonic() < held[1]:
                 return Lease(resource, held[0])
         grant, _ = self._acquire(resource, self.lock_timeout)
-        if held is None or held[0] != grant.epoch:
+        if held is not None and held[0] != grant.epoch:
+            self._release(resource, grant.epoch)
+            with self._lock:
+                self._lost.add(resource)
+            raise LeaseLost(f"{self.holder}: {resource} was reclaimed (epoch {held[0]} -> {grant.epoch}): "
+                            "written off", resource=resource, holder=self.holder, epoch=held[0])
+        if held is None:
             audit.info("session slot owned", extra={"event": "slot_owned", "slot": self.index, "epoch": grant.epoch})
         return Lease(grant.resource, grant.epoch)
 
@@ -334,8 +362,9 @@ class ClusterWorker:
             self.lifecycle = assembly.open_lifecycle(settings, cohort=self.name, seed=seed,
                                                      before_send=self.coord.guard, index=index)
             place = assembly.ExecutorPlace(run_id, self.run_dir, state_dir, batch, seed)
+            self.store = CoordinatorStore(coordinator, self.holder, self.trips)
             self.executor = assembly.build_executor(
-                settings, place, store=CoordinatorStore(coordinator, self.holder, self.trips),
+                settings, place, store=self.store,
                 lifecycle=self.lifecycle,
                 credentials=CredentialStore.load(credentials_path or None), coordination=self.coord,
                 worker_name=self.name, profile_owner=f"{self.node}-{self.name}")
@@ -355,11 +384,15 @@ class ClusterWorker:
     def ready(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "node": self.node, "host": os.uname().nodename}
 
-    def run(self, job_id: str) -> tuple:
+    def run(self, job_id: str, first_attempt: int | None = None) -> tuple:
         t0 = time.monotonic()
         n0, s0 = self.trips.n, self.trips.seconds
+        self.store.expect(job_id, first_attempt)
         with self._bound():
-            report = self.executor.run(self.batch.job(job_id))
+            try:
+                report = self.executor.run(self.batch.job(job_id))
+            finally:
+                self.store.expect(job_id, None)
             seconds = time.monotonic() - t0
             perf.info("coordinator round trips of a job", extra={
                 "event": "cluster_round_trips", "job_id": job_id, "round_trips": self.trips.n - n0,
