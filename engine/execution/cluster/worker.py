@@ -191,6 +191,7 @@ class LeaseCoordination(Coordination):
         self.lock_timeout = lock_timeout
         self._held: dict[str, tuple[int, float]] = {}  # resource -> (epoch, trusted until, monotonic)
         self._lost: set[str] = set()
+        self._written_off = False  # its slot was reclaimed: it takes nothing up again (see session)
         self._stopped: set[tuple[str, int]] = set()  # (resource, epoch) the guard has refused: the actor knows
         self._lock = threading.Lock()
         self.unowned_uses = 0  # sends after the actor knew its lease was gone (the guard makes them impossible)
@@ -256,16 +257,17 @@ class LeaseCoordination(Coordination):
         resource = f"slot:{self.index}"
         with self._lock:
             held = self._held.get(resource)
-            if held is not None and resource in self._lost:
-                raise LeaseLost(f"{self.holder}: {resource} (epoch {held[0]}) was reclaimed: written off",
-                                resource=resource, holder=self.holder, epoch=held[0])
+            if self._written_off or (held is not None and resource in self._lost):
+                self._written_off = True
+                raise LeaseLost(f"{self.holder}: {resource} was reclaimed: written off",
+                                resource=resource, holder=self.holder, epoch=held[0] if held else None)
             if held is not None and time.monotonic() < held[1]:
                 return Lease(resource, held[0])
         grant, _ = self._acquire(resource, self.lock_timeout)
         if held is not None and held[0] != grant.epoch:
-            self._release(resource, grant.epoch)
             with self._lock:
-                self._lost.add(resource)
+                self._written_off = True
+            self._release(resource, grant.epoch)
             raise LeaseLost(f"{self.holder}: {resource} was reclaimed (epoch {held[0]} -> {grant.epoch}): "
                             "written off", resource=resource, holder=self.holder, epoch=held[0])
         if held is None:

@@ -375,9 +375,10 @@ def test_a_lease_that_lapsed_while_its_holder_was_busy_is_a_stop_not_an_unowned_
                 busy.guard()
         assert busy.unowned_uses == 0 and busy.lapsed_stops == 3
         # written off with that reclaim: it never takes its slot up again (its job went to a new holder)
-        with pytest.raises(LeaseLost, match="written off"):
-            with busy.session():
-                pass
+        for _ in range(2):  # and not on a second try either
+            with pytest.raises(LeaseLost, match="written off"):
+                with busy.session():
+                    pass
         (span,) = ray.get(coordinator.grant_log.remote())
         assert (span["resource"], span["epoch"], span["holder"]) == ("slot:0", lease.epoch, "w0#busy")
         assert span["end"] == "reclaimed: expired"
