@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -443,6 +444,11 @@ class ClusterWorker:
             ops.info("worker stopped", extra={"event": "worker_stopped", "pid": os.getpid()})
         lines = self._new_lines()
         self.sinks.close()
+        try:
+            shutil.rmtree(self.private)  # its lines are shipped: the private copy of the streams goes
+        except OSError as exc:
+            ops.warning("worker's private log folder not removed", extra={
+                "event": "private_dir_left", "path": str(self.private), "error": str(exc)})
         return lines
 
 

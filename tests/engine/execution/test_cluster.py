@@ -102,6 +102,8 @@ def test_the_batch_on_three_nodes_gives_the_local_backends_outcomes_job_for_job(
     assert all(r["run_id"] == prepared.run_id and r["worker"].startswith("w") for r in job)
     # the failing job's artifacts are in the run directory, as on the local backend
     assert list((prepared.run_dir / "artifacts" / "job-fail").rglob("*.html"))
+    # each actor's private copy of its streams is gone with it (shipped to the driver, then removed)
+    assert not list(Path(tempfile.gettempdir()).glob(f"drover-{prepared.run_id}-w*")), "private log folders left"
 
 
 def _forget_the_dead_nodes_disk() -> None:
