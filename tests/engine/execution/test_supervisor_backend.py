@@ -129,24 +129,30 @@ def test_a_worker_that_dies_after_committing_its_outcome_is_not_run_again(tmp_pa
     writer.close()
 
 
-def test_a_worker_that_dies_before_committing_has_its_job_run_again(tmp_path):
-    batch, store_path = _setup(tmp_path, 1)
-    writer = ResultsStore(store_path)
-    deaths = [True]
+def _first_attempt_dies(writer: ResultsStore, sup_of, on_death):
+    """A job script: every attempt starts; the first ends in ``on_death(index)``'s events, later ones pass."""
+    first = [True]
 
     def on_job(index: int, job_id: str) -> list[WorkerEvent]:
-        lease = Lease(f"slot:{index}", sup.generation.epoch_floor)
+        lease = Lease(f"slot:{index}", sup_of().generation.epoch_floor)
         attempt = writer.next_attempt(RUN, job_id)
         writer.start_attempt(RUN, job_id, attempt, f"w{index}", lease=lease)
-        if deaths and deaths.pop():
-            return [WorkerEvent(index, None)]  # dies mid-attempt: nothing committed
+        if first and first.pop():
+            return on_death(index)
         writer.finish_attempt(RUN, job_id, attempt, lease, outcome="passed", final=True, worker=f"w{index}")
         from engine.execution.executor import JobReport
 
         return [WorkerEvent(index, ("done", index, JobReport(job_id, "passed", attempt, None, 1.0, "f"), 0, 0.1,
                                     {})), WorkerEvent(index, ("ready", index))]
 
-    backend = ScriptedBackend(on_job)
+    return on_job
+
+
+def test_a_worker_that_dies_before_committing_has_its_job_run_again(tmp_path):
+    batch, store_path = _setup(tmp_path, 1)
+    writer = ResultsStore(store_path)
+    # dies mid-attempt: nothing committed
+    backend = ScriptedBackend(_first_attempt_dies(writer, lambda: sup, lambda index: [WorkerEvent(index, None)]))
     sup = Supervisor(settings=Settings(workers=1, state_dir=str(tmp_path)), batch=batch, run_id=RUN,
                      run_dir=tmp_path, state_dir=str(tmp_path), store_path=store_path, job_ids=["j0"], seed=1,
                      credentials_path=None, backend=backend)
@@ -181,22 +187,12 @@ class ChannelClosesBackend(ScriptedBackend):
 def test_a_worker_whose_channel_closed_while_it_lives_is_killed_before_its_job_is_requeued(tmp_path):
     batch, store_path = _setup(tmp_path, 1)
     writer = ResultsStore(store_path)
-    first = [True]
 
-    def on_job(index: int, job_id: str) -> list[WorkerEvent]:
-        lease = Lease(f"slot:{index}", sup.generation.epoch_floor)
-        attempt = writer.next_attempt(RUN, job_id)
-        writer.start_attempt(RUN, job_id, attempt, f"w{index}", lease=lease)
-        if first and first.pop():
-            backend.lingering.add(index)
-            return [WorkerEvent(index, None)]  # its pipe broke; the process is still running the job
-        writer.finish_attempt(RUN, job_id, attempt, lease, outcome="passed", final=True, worker=f"w{index}")
-        from engine.execution.executor import JobReport
+    def pipe_breaks(index: int) -> list[WorkerEvent]:
+        backend.lingering.add(index)
+        return [WorkerEvent(index, None)]  # its pipe broke; the process is still running the job
 
-        return [WorkerEvent(index, ("done", index, JobReport(job_id, "passed", attempt, None, 1.0, "f"), 0, 0.1,
-                                    {})), WorkerEvent(index, ("ready", index))]
-
-    backend = ChannelClosesBackend(on_job)
+    backend = ChannelClosesBackend(_first_attempt_dies(writer, lambda: sup, pipe_breaks))
     sup = Supervisor(settings=Settings(workers=1, state_dir=str(tmp_path)), batch=batch, run_id=RUN,
                      run_dir=tmp_path, state_dir=str(tmp_path), store_path=store_path, job_ids=["j0"], seed=1,
                      credentials_path=None, backend=backend)
