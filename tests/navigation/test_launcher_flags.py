@@ -59,3 +59,47 @@ def test_launch_refuses_a_headed_browser_before_starting_anything_when_display_i
         launcher.launch(LaunchSettings(headless=False))
     assert type(info.value) is BrowserLaunchError and info.value.category == "cdp"
     assert str(info.value).startswith("browser.headless = false needs a display")
+
+
+def test_a_users_disable_features_is_merged_into_drovers_not_put_after_it():
+    """Chromium reads only the last ``--disable-features``: appended as given, it would turn Drover's list off."""
+    args = chromium_args("/usr/bin/chromium", LaunchSettings(
+        extra_args=("--disable-features=PaintHolding,Translate", "--lang=de-DE", "--disable-features=AcceptCHFrame")))
+    lists = [a for a in args if a.startswith("--disable-features=")]
+    assert len(lists) == 1, args
+    assert lists[0].split("=", 1)[1].split(",") == [*launcher.DISABLED_FEATURES, "PaintHolding", "AcceptCHFrame"]
+    assert "--lang=de-DE" in args
+
+
+@pytest.mark.chromium
+def test_a_fresh_context_with_a_page_costs_one_renderer_and_no_browser_ui_pages(browser):
+    """The omnibox popup WebUI (two pages per window) and a spare renderer per context are off: a fresh context
+    with one page runs one renderer process, where Chromium 156's defaults start three."""
+    import time
+
+    import psutil
+
+    from navigation.cdp import CDPConnection
+
+    def renderers() -> set[int]:
+        found = set()
+        for proc in psutil.Process(browser.pid).children(recursive=True):
+            try:
+                if "--type=renderer" in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.add(proc.pid)
+            except psutil.NoSuchProcess:
+                continue
+        return found
+
+    with CDPConnection.connect(browser.ws_url) as conn:
+        before = renderers()
+        context = conn.send("Target.createBrowserContext")["browserContextId"]
+        try:
+            conn.send("Target.createTarget", {"url": "about:blank", "browserContextId": context})
+            time.sleep(1.0)  # a spare renderer or a WebUI page would be started by now
+            mine = [t for t in conn.send("Target.getTargets")["targetInfos"] if t.get("browserContextId") == context]
+            new = renderers() - before
+        finally:
+            conn.send("Target.disposeBrowserContext", {"browserContextId": context})
+    assert [t["type"] for t in mine] == ["page"], mine
+    assert len(new) == 1, f"renderer processes started for one context with one page: {len(new)}"
