@@ -55,7 +55,7 @@ HEADLESS_FLAG = "--headless"
 DISABLE_FEATURES_FLAG = "--disable-features="
 # Features a batch browser pays for and never uses.  The last three halve the CPU of a fresh-context job
 # (measured on Chromium 156, 30 jobs of context + page + navigation, alternating: 0.87-0.94 CPU-s per job ->
-# 0.41-0.47, renderer processes per job 3 -> 1; see navigation/README.md):
+# 0.41-0.47, renderer processes per job 3 -> 1; README, "Chromium is found"):
 # - every new window (one per target in headless) loads the omnibox popup WebUI (chrome://omnibox-popup.top-chrome,
 #   two pages in a renderer of its own) although headless has no omnibox;
 # - a spare renderer is kept warm for the last-used browser context, so with a context per job each one is
