@@ -46,7 +46,7 @@ TOML layout (every key optional)::
 
     [autoscale]              # sessions_per_worker = "auto"
     max_sessions = 8         # per worker (1..32); the run's concurrency is one session per worker .. this
-    cpu_target = 0.85        # host CPU busy share above which concurrency steps down
+    cpu_target = 0.95        # host CPU busy share above which concurrency steps down
     memory_floor_mb = 512    # free memory below which it does
     interval = 1.0           # s between two looks at the host
 
@@ -126,7 +126,7 @@ class Settings:
     extract_max_bytes: int = 64 * 1024
     sessions_per_worker: int | str = 1
     autoscale_max_sessions: int = 8
-    autoscale_cpu_target: float = 0.85
+    autoscale_cpu_target: float = 0.95
     autoscale_memory_floor_mb: int = 512
     autoscale_interval: float = 1.0
     browser_extra_args: tuple[str, ...] = ()
