@@ -15,16 +15,19 @@ from typing import Any
 
 import orjson
 
+from coordination.telemetry_context import current, stream_logger
 from navigation.aria import Retry, aria_values, call_with_aria
 from navigation.cdp import CDPConnection, CDPSession
 from navigation.errors import (
-    CDPResponseError, CDPTargetClosed, NavigationError, SelectorNotFound, StepError, StepTimeout,
+    CDPResponseError, CDPTargetClosed, CDPTimeout, NavigationError, SelectorNotFound, StepError, StepTimeout,
 )
 from navigation.keys import KeyboardState, press
 
 _RUNTIME_JS = resources.files("navigation").joinpath("js/runtime.js").read_text(encoding="utf-8")
 _INVALID_PARAMS = -32602
+_NO_SESSION = -32001  # "Session with given id not found"
 _RUNTIME = "globalThis[Symbol.for('drover.runtime')]"
+_log = stream_logger("operational", __name__)
 
 
 class Page:
@@ -299,7 +302,10 @@ class Pages:
         return list(self._by_url.values())
 
     def close_all(self) -> None:
-        """Close every page this run opened (popups and main)."""
+        """Close every page this run opened (popups and main), once their cookie writes have landed."""
+        self._prune_closed()
+        for page in (self.main, *self._by_url.values()):
+            settle_cookie_writes(page)
         main = self.main.session.target_id
         popups = [p.session.target_id for p in self._by_url.values()]
         # Popups no step attached to (opened by our pages, or by their popups) would outlive the run.
@@ -319,6 +325,40 @@ class Pages:
         for session_id in {self.main.session.session_id, *(p.session.session_id for p in self._by_url.values())}:
             self.connection.pop_events(session_id=session_id)
         self._by_url.clear()
+
+
+def settle_cookie_writes(page: Page, timeout: float = 5.0) -> bool:
+    """Return once every ``document.cookie = ...`` the page's main frame ran is in the cookie store.
+
+    Why: this Chromium sends a script's cookie write to the network
+    service without waiting for it (a one-way mojo message), so a page
+    can believe a cookie is set while the store has not applied it yet.
+    Whoever reads the store next over another pipe — ``Storage.getCookies``
+    when a remote credential's cookies are saved right after the job —
+    can miss it (seen: 1 save in 160 with the network service paused for
+    0.3 s; the credential's next job then runs logged out).  A *read* of
+    ``document.cookie`` is a synchronous call on the same pipe, and a pipe
+    delivers in order, so its answer comes after the write was applied.
+    Measured with the network service paused: the write answers in 2 ms,
+    ``navigator.cookieEnabled`` too (it never asks the service, so it is
+    no barrier), the read waits until the service runs again.  The read's
+    value stays in the page (``(document.cookie, true)``): cookie values
+    are secrets and never cross CDP.
+
+    ``False`` when the page is gone (nothing of it can be read) or did not
+    answer in time (logged); the caller closes it either way.
+    """
+    try:
+        page.evaluate("(document.cookie, true)", await_promise=False, timeout=timeout)
+        return True
+    except CDPTargetClosed:
+        return False  # it closed (window.close, crash) while answering
+    except (CDPResponseError, CDPTimeout) as exc:
+        if getattr(exc, "code", None) == _NO_SESSION:  # closed before we asked: nothing left to wait for
+            return False
+        _log.warning("cookie writes of a page not settled before it closes", extra={
+            "event": "cookie_settle_failed", "target_id": page.session.target_id, "error": str(exc), **current()})
+        return False
 
 
 class WarmPage:
@@ -426,4 +466,4 @@ class WarmPage:
         return None
 
 
-__all__ = ["Page", "Pages", "NavigationWatch", "WarmPage", "origin_of"]
+__all__ = ["Page", "Pages", "NavigationWatch", "WarmPage", "origin_of", "settle_cookie_writes"]

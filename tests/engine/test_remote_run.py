@@ -169,8 +169,10 @@ def test_credential_jobs_get_a_context_each_and_their_cookies_survive_between_jo
                                                       "had": had}}) + "\n" for i, c, had in jobs))
         state = tmp_path / "state"
         res = engine("run", str(batch), "--workers", "1", "--state-dir", str(state), "--cdp-endpoint", ext.http_url)
-        assert res.returncode == EXIT_OK, res.stdout + res.stderr
         run_id, _ = last_run(state)
+        failures = db(state).execute("SELECT job_id, category, error FROM outcomes WHERE run_id = ? AND "
+                                     "outcome = 'failed'", (run_id,)).fetchall()
+        assert res.returncode == EXIT_OK, f"{failures}\n{res.stdout}{res.stderr}"
         assert outcomes(state, run_id) == {"a1": "passed", "b1": "passed", "a2": "passed", "b2": "passed"}
         for who in ("alice", "bob"):
             path = cookie_state.state_path(str(state), f"shop/{who}")
