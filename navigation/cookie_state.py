@@ -10,7 +10,10 @@ job to the next in a file:
 * at the start of a job, :func:`restore` puts the saved cookies into the
   new context (``Storage.setCookies`` with its ``browserContextId``);
 * at the end, :func:`save` reads them back (``Storage.getCookies``) and
-  writes them to the credential's state file.
+  writes them to the credential's state file — after the run's pages
+  closed, which waits for the cookie writes their scripts made
+  (:func:`navigation.page.settle_cookie_writes`: Chromium applies a
+  ``document.cookie = ...`` after the script has moved on).
 
 The state file is ``STATE_DIR/credential-state/<scope>.json``: one per
 credential (not per worker), mode 0600, written atomically (temporary file,
