@@ -96,6 +96,15 @@ def test_the_batch_on_three_nodes_gives_the_local_backends_outcomes_job_for_job(
     assert remote.unowned_uses == 0 and remote.duplicates == 0
     started = [r for r in _events(prepared.run_dir, "operational") if r.get("event") == "worker_started"]
     assert len({r["node"] for r in started}) >= 2, started  # the actors really are spread over nodes
+    # warm start, as on the local backend: each actor's browser is up before the driver assigns it a job
+    launched: dict[str, float] = {}
+    assigned: dict[str, float] = {}
+    for r in _events(prepared.run_dir, "operational"):
+        if r.get("event") == "launch":
+            launched.setdefault(r["worker"], r["ts"])
+        elif r.get("event") == "job_assigned":
+            assigned.setdefault(r["worker"], r["ts"])
+    assert assigned and all(launched.get(w, float("inf")) < ts for w, ts in assigned.items()), (launched, assigned)
     # the workers' streams reached the driver's run directory: one timeline per job across the four streams
     job = [r for r in _events(prepared.run_dir, "domain") if r.get("job_id") == "job-001"]
     assert {r["event"] for r in job} >= {"attempt_started", "job_finished"}
