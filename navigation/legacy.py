@@ -90,7 +90,7 @@ class LegacyRegistry:
             error = exc
         finally:
             if not connection.closed:
-                pages.close_all()
+                pages.close_all(settle_cookies=error is None)
         ms = (time.monotonic() - started) * 1000
         key = f"0:legacy:{name}"
         message = None if error is None else masker(f"legacy flow {name!r}: {error}")

@@ -301,11 +301,17 @@ class Pages:
         """The popups steps attached to (their navigations name origins ``reset`` must clear)."""
         return list(self._by_url.values())
 
-    def close_all(self) -> None:
-        """Close every page this run opened (popups and main), once their cookie writes have landed."""
-        self._prune_closed()
-        for page in (self.main, *self._by_url.values()):
-            settle_cookie_writes(page)
+    def close_all(self, *, settle_cookies: bool = True) -> None:
+        """Close every page this run opened (popups and main), once their cookie writes have landed.
+
+        ``settle_cookies=False`` after a failed run: a page whose step timed out may be stuck in a
+        script and would hold the close up for the barrier's timeout, for a job whose last write
+        matters less than getting its browser back.
+        """
+        if settle_cookies:
+            self._prune_closed()
+            for page in (self.main, *self._by_url.values()):
+                settle_cookie_writes(page)
         main = self.main.session.target_id
         popups = [p.session.target_id for p in self._by_url.values()]
         # Popups no step attached to (opened by our pages, or by their popups) would outlive the run.

@@ -186,7 +186,7 @@ class FlowRunner:
                 written = self._failure_artifacts(pages, failure[0], artifacts, masker, self.failure_screenshots)
         finally:
             if page is None and not connection.closed:
-                pages.close_all()
+                pages.close_all(settle_cookies=failure is None)
         duration = (time.monotonic() - started) * 1000
         data = masker.redactor.mask_data(extracted) if extracted else {}
         if failure is None:

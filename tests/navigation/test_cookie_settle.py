@@ -21,6 +21,7 @@ import pytest
 from navigation.cdp import CDPConnection
 from navigation.page import Pages, settle_cookie_writes
 from tests._remote_browser import ExternalChromium
+from tests._wait import wait_for
 
 pytestmark = pytest.mark.chromium
 
@@ -116,3 +117,15 @@ def test_a_page_that_is_already_gone_is_not_waited_for(context_page):
     started = time.monotonic()
     assert settle_cookie_writes(pages.main) is False
     assert time.monotonic() - started < 2  # not its 5-s timeout
+
+
+def test_after_a_failed_run_a_page_stuck_in_a_script_is_closed_without_waiting_for_it(context_page):
+    """The barrier is a script call: a page spinning in a script (a step that timed out) never answers it."""
+    _, conn, _, pages = context_page
+    pages.main.evaluate("setTimeout(() => { const end = Date.now() + 30000; while (Date.now() < end) {} }, 0), true")
+    started = time.monotonic()
+    pages.close_all(settle_cookies=False)
+    assert time.monotonic() - started < 3  # the barrier's own timeout is 5 s
+    gone = lambda: pages.main.session.target_id not in {  # noqa: E731
+        t["targetId"] for t in conn.send("Target.getTargets")["targetInfos"]}
+    wait_for(gone, 10, "the stuck page's target to go")
