@@ -84,27 +84,32 @@ def sid_cookies(conn: CDPConnection, context_id: str) -> list[str]:
     return [c["value"] for c in cookies if c["name"] == "sid"]
 
 
-def test_the_barrier_waits_for_a_cookie_write_in_flight(context_page):
-    ext, conn, context_id, pages = context_page
+def write_then_wait(context_page, value: str, then, what: str, timeout: float) -> threading.Event:
+    """Set ``sid=value`` with the network service paused, run ``then`` on a thread: it must still be waiting
+    half a second later; resume the service and let it finish.  Its done-event is returned."""
+    ext, conn, _, pages = context_page
     with paused_network_service(ext):
-        pages.main.evaluate("document.cookie = 'sid=alice; max-age=3600', true")  # answers: the write is in flight
-        worker, done = in_thread(conn, lambda: settle_cookie_writes(pages.main, timeout=10))
+        pages.main.evaluate(f"document.cookie = 'sid={value}; max-age=3600', true")  # answers: the write is in flight
+        worker, done = in_thread(conn, then)
         time.sleep(0.5)
-        assert not done.is_set(), "returned while the network service could not have applied the write"
-    take_back(conn, worker, 10)
+        assert not done.is_set(), what
+    take_back(conn, worker, timeout)
+    return done
+
+
+def test_the_barrier_waits_for_a_cookie_write_in_flight(context_page):
+    _, conn, context_id, pages = context_page
+    done = write_then_wait(context_page, "alice", lambda: settle_cookie_writes(pages.main, timeout=10),
+                           "returned while the network service could not have applied the write", 10)
     assert done.is_set()
     assert sid_cookies(conn, context_id) == ["alice"]
 
 
 def test_closing_a_runs_pages_leaves_their_last_cookie_write_in_the_store(context_page):
     """What a remote credential's save reads right after the job (``Storage.getCookies``) has the job's last write."""
-    ext, conn, context_id, pages = context_page
-    with paused_network_service(ext):
-        pages.main.evaluate("document.cookie = 'sid=bob; max-age=3600', true")
-        worker, closed = in_thread(conn, pages.close_all)
-        time.sleep(0.5)
-        assert not closed.is_set(), "pages closed before their cookie write was applied"
-    take_back(conn, worker, 15)
+    _, conn, context_id, pages = context_page
+    closed = write_then_wait(context_page, "bob", pages.close_all,
+                             "pages closed before their cookie write was applied", 15)
     assert closed.is_set()
     assert sid_cookies(conn, context_id) == ["bob"]
 
