@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -98,16 +96,17 @@ def _run_set(console: Console, plan: list[tuple[str, BenchConfig]], base_url: st
 
 
 @contextlib.contextmanager
-def _ray_instance(backend: str, console: Console, startups: list[float] | None = None) -> Iterator[None]:
-    """For ``--backend ray``: one local Ray instance for all runs (its start-up is not a run's throughput)."""
-    if backend != "ray":
+def _ray_instance(config: BenchConfig, console: Console, startups: list[float] | None = None) -> Iterator[None]:
+    """For ``--backend ray``: a local Ray instance, as a run starts its own (its start-up is not a run's throughput)."""
+    if config.backend != "ray":
         yield
         return
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
-    import ray  # noqa: PLC0415 - optional
+    from engine.execution.cluster import start_local_instance  # noqa: PLC0415 - Ray is optional
 
     t0 = time.monotonic()
-    ray.init(address="local", logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
+    start_local_instance(config.workers)
+    import ray  # noqa: PLC0415 - optional; imported by start_local_instance
+
     startup = time.monotonic() - t0
     if startups is not None:
         startups.append(startup)
@@ -134,7 +133,7 @@ def _ab_local(args: argparse.Namespace, console: Console, config: BenchConfig, r
             order = [("local", local), ("ray", config)] if i % 2 == 0 else [("ray", config), ("local", local)]
             figs: dict[str, RunFigures] = {}
             for role, cfg in order:
-                with _ray_instance(cfg.backend, console, startups):
+                with _ray_instance(cfg, console, startups):
                     fig = run_once(cfg, base_url=site.base_url, work=Path(tmp), tag=f"{i:02d}-{role}",
                                    sampler_exclude=(site.pid,))
                 console.line(f"round {i + 1} {role}: {fig.throughput:.3f} jobs/s ({fig.passed} passed, "
@@ -215,7 +214,7 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     console.line(f"bench run: {config.label()}, {repeat} repeat(s)"
                  + (", alternating with the baseline configuration" if control else ""))
     with SiteProcess() as site, tempfile.TemporaryDirectory(prefix="drover-bench-") as tmp, \
-            _ray_instance(config.backend, console):
+            _ray_instance(config, console):
         sets = _run_set(console, plan, site.base_url, Path(tmp), (site.pid,))
         console.status("timing coordination operations and counting CDP commands per job ...")
         costs = measure_coordination()

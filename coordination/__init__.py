@@ -38,7 +38,7 @@ from coordination._contention import (
     WorkerStats,
 )
 from coordination._credlocks import CredentialHold, CredentialLocks, HolderRecord
-from coordination._process import ProcessIdentity
+from coordination._process import ProcessIdentity, process_age
 from coordination._segment import sweep_stale_segments
 from coordination._table import (
     OwnershipTable,
@@ -82,4 +82,5 @@ __all__ = [
     "WorkerStats",
     "WaitStats",
     "ProcessIdentity",
+    "process_age",
 ]

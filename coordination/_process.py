@@ -16,6 +16,7 @@ look like another one — a sweep would take a running worker's slot.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -71,6 +72,11 @@ def start_time_of(pid: int) -> float:
         return _stat(pid)[1]
     except (FileNotFoundError, ProcessLookupError) as exc:
         raise psutil.NoSuchProcess(pid) from exc
+
+
+def process_age() -> float:
+    """Seconds this process has been running, on the same since-boot clock as its start tick (no wall clock)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - current_identity().start_time
 
 
 def is_alive(pid: int, start_time: float) -> bool:

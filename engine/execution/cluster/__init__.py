@@ -6,7 +6,7 @@ here imports it until a cluster run starts.  See
 :mod:`~engine.execution.cluster.coordinator` for the single writer and
 :mod:`~engine.execution.cluster.worker` for the actor.
 """
-__all__ = ["RayWorkers", "ClusterUnavailable"]
+__all__ = ["RayWorkers", "ClusterUnavailable", "start_local_instance"]
 
 
 def __getattr__(name: str):

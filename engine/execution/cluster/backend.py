@@ -70,6 +70,62 @@ def _ray():
     return ray
 
 
+# Ray's own settings (RayConfig), read by the raylet from its environment: set for the local instance we start
+STARTUP_CONCURRENCY_VAR = "RAY_worker_maximum_startup_concurrency"
+PRELOAD_VAR = "RAY_preload_python_modules"
+PRELOADED_MODULES = ("engine.execution.cluster.worker", "engine.execution.cluster.coordinator")
+
+
+def _local_instance_env() -> None:
+    """The environment a local instance of our own starts with (``setdefault``: the user's own values win)."""
+    # All of Ray's traffic on loopback (Ray would otherwise bind the host's interface address).  Read by Ray
+    # when it is first imported, and by the processes it starts.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Drover's browser reaper cleans up after a dead worker itself (browser tree, temporary profile): Ray must
+    # not SIGKILL the reaper along with the worker, or the profile is left behind.
+    os.environ.setdefault("RAY_kill_child_processes_on_worker_exit", "false")
+
+
+def local_instance_cpus(workers: int) -> int:
+    """Logical CPUs of a local instance of our own for ``workers`` worker actors: see :func:`start_local_instance`."""
+    return max(os.cpu_count() or 1, workers + 1)
+
+
+def start_local_instance(workers: int) -> None:
+    """Start a new local Ray instance of our own (never one found in ``RAY_ADDRESS`` or ``/tmp/ray``).
+
+    Sized so that each actor of the run finds a Python worker process
+    already started: Ray prestarts one per logical CPU when the driver
+    connects, at most as many at once as the host has cores, and an actor
+    that finds none idle waits for a new process to start and import Ray —
+    0.7 s on this 2-core host, on the run's clock.  With two workers the
+    third actor (coordinator, two workers) always waited: its first job
+    began 0.5-1.3 s after a local run's, most of the Ray backend's
+    throughput cost on a short batch.  So the instance counts
+    ``max(cores, workers + 1)`` logical CPUs and may start that many
+    processes at once, each importing the actors' modules
+    (:data:`PRELOADED_MODULES`) before it takes work, as a forked worker
+    inherits them (0.36 CPU-s per actor, on the clock, otherwise).
+    Logical CPUs are Ray's scheduling units, not
+    cores: each worker actor still asks for one (``_actor_cpus``), the
+    coordinator for none, and they share the host's real cores as forked
+    workers do.  ``bench run --backend ray`` starts its instance here too,
+    so it measures the instance a run gets.
+    """
+    _local_instance_env()  # before Ray is first imported
+    ray = _ray()
+    cpus = local_instance_cpus(workers)
+    ours = {STARTUP_CONCURRENCY_VAR: str(cpus), PRELOAD_VAR: ",".join(PRELOADED_MODULES)}
+    ours = {k: v for k, v in ours.items() if k not in os.environ}  # a value the user set wins
+    os.environ.update(ours)  # for the raylet ray.init starts; not kept after
+    try:
+        ray.init(address="local", num_cpus=cpus, logging_level=logging.ERROR, log_to_driver=False,
+                 include_dashboard=False, configure_logging=False)
+    finally:
+        for k in ours:
+            os.environ.pop(k, None)
+
+
 @dataclass(slots=True)
 class _Actor:
     handle: Any
@@ -79,6 +135,7 @@ class _Actor:
     pid: int = 0
     node: str = ""
     exit_code: int | None = None
+    asked_at: float = 0.0       # monotonic: when the driver asked for the actor
 
 
 class RayWorkers:
@@ -88,12 +145,7 @@ class RayWorkers:
                  store_path: str, seed: int, credentials_path: str | None,
                  worker_options: dict[str, Any] | None = None) -> None:
         if not settings.ray_address:
-            # A local instance of our own: all of Ray's traffic on loopback (Ray would otherwise bind the host's
-            # interface address).  Read by Ray when it is first imported, and by the processes it starts.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-            # Drover's browser reaper cleans up after a dead worker itself (browser tree, temporary profile):
-            # Ray must not SIGKILL the reaper along with the worker, or the profile is left behind.
-            os.environ.setdefault("RAY_kill_child_processes_on_worker_exit", "false")
+            _local_instance_env()
         self.ray = _ray()
         self.slots = slots
         self.settings = settings
@@ -130,15 +182,16 @@ class RayWorkers:
         (self.run_dir / SHARED_MARKER).write_text(self.run_id)
         if not ray.is_initialized():
             self._reap_previous_instance()
-            # "local": a new instance of our own, never one found in RAY_ADDRESS or /tmp/ray (Ray's default)
-            address = self.settings.ray_address or "local"
+            address = self.settings.ray_address
             try:
-                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                         include_dashboard=False, configure_logging=False)
+                if address:
+                    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                             include_dashboard=False, configure_logging=False)
+                else:
+                    start_local_instance(self.slots)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ClusterUnavailable(f"cannot join the Ray cluster at "
-                                         f"{'a new local instance' if address == 'local' else address}: "
-                                         f"{exc}") from exc
+                                         f"{address or 'a new local instance'}: {exc}") from exc
             self._we_started_ray = True
             if not self.settings.ray_address:
                 self._record_instance()
@@ -222,11 +275,12 @@ class RayWorkers:
     def start(self, index: int) -> int:
         ray = self.ray
         incarnation = secrets.token_hex(3)
+        asked_at = time.monotonic()
         handle = ray.remote(ClusterWorker).options(max_restarts=0, max_task_retries=0,
                                                    **self.worker_options).remote(
             index, self.run_id, str(self.run_dir), self.state_dir, self.settings, self.seed,
             self.credentials_path, self._batch_ref, self.coordinator, incarnation, self._plugins)
-        actor = _Actor(handle, f"w{index}#{incarnation}")
+        actor = _Actor(handle, f"w{index}#{incarnation}", asked_at=asked_at)
         actor.pending, actor.kind = handle.ready.remote(), "ready"
         self._actors[index] = actor
         return 0  # the pid is known once the actor reports ready
@@ -286,6 +340,15 @@ class RayWorkers:
     def _answer(self, index: int, actor: _Actor, value: Any) -> list[WorkerEvent]:
         if actor.kind == "ready":
             actor.pid, actor.node = value["pid"], value["node"]
+            wait_s = time.monotonic() - actor.asked_at
+            # prestarted: the actor's process was up before the driver asked for it; preloaded: Ray imported the
+            # actor's module as the process started, not the actor's creation (see start_local_instance)
+            ops.info("cluster worker ready", extra={
+                "event": "actor_ready", "worker_index": index, "pid": actor.pid, "node": actor.node,
+                "wait_s": round(wait_s, 3), "warm_s": value.get("warm_s"),
+                "process_age_s": value.get("process_age_s"), "module_age_s": value.get("module_age_s"),
+                "prestarted": value.get("process_age_s", 0.0) > wait_s,
+                "preloaded": bool(value.get("preloaded"))})
             return [WorkerEvent(index, ("ready", index))]
         if actor.kind == "stop":
             self._ship(value, {})
@@ -483,4 +546,4 @@ class RayWorkers:
                 (self.run_dir / LOCAL_INSTANCE_FILE).unlink(missing_ok=True)  # shut down cleanly: nothing to reap
 
 
-__all__ = ["RayWorkers", "ClusterUnavailable", "LOCAL_INSTANCE_FILE"]
+__all__ = ["RayWorkers", "ClusterUnavailable", "LOCAL_INSTANCE_FILE", "start_local_instance", "local_instance_cpus"]

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from coordination import process_age
 from coordination.errors import LockTimeout
 from coordination.leases import Grant, LeaseLost
 from coordination.telemetry_context import STREAMS, bind, stream_logger
@@ -65,6 +66,11 @@ perf = stream_logger("performance", __name__)
 SAFETY = 0.8  # share of the ttl a grant is trusted for on this node's clock
 MAX_SHIPPED_ARTIFACT_BYTES = 20 * 1024 * 1024
 SHARED_MARKER = ".drover-run-dir"
+IMPORTED_AT = time.monotonic()  # when this process imported the actor's module
+# Imported by Ray's worker preload (``--worker-preload-modules``, which default_worker.py imports before it takes
+# work: see backend.start_local_instance), not by the actor's creation on the run's clock.
+PRELOADED = any(arg.startswith("--worker-preload-modules=") and __name__ in arg.split("=", 1)[1].split(",")
+                for arg in sys.argv)
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,13 +394,17 @@ class ClusterWorker:
         """Warm start, as a forked worker does before its first "ready": the browser, and the first job's
         context and page, are up before the driver sends a job (a failure is logged; the first job starts
         the browser).  Measured without it: a Ray worker's first job began 0.5-0.9 s after a local one's."""
+        self._ready_at = time.monotonic()
         with self._bound():
             try:
                 self.executor.warm()
             except (LockTimeout, LeaseLost) as exc:  # the slot is not ours yet (or any more): the first job asks
                 ops.warning("warm start skipped: no session slot lease", extra={
                     "event": "warm_start_failed", "error": str(exc)})
-        return {"pid": os.getpid(), "node": self.node, "host": os.uname().nodename}
+        return {"pid": os.getpid(), "node": self.node, "host": os.uname().nodename,
+                "process_age_s": round(process_age(), 3), "module_age_s": round(time.monotonic() - IMPORTED_AT, 3),
+                "preloaded": PRELOADED,
+                "warm_s": round(time.monotonic() - self._ready_at, 3)}
 
     def run(self, job_id: str, first_attempt: int | None = None) -> tuple:
         t0 = time.monotonic()
