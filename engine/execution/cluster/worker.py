@@ -137,15 +137,35 @@ class RoundTrips:
             self.n += 1
             self.seconds += time.perf_counter() - t0
 
+    def settle(self, ref: Any) -> Any:
+        """The answer to a call sent earlier without waiting: its wait (if any) counts, not as a round trip."""
+        t0 = time.perf_counter()
+        try:
+            return _ray().get(ref)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
 
 class CoordinatorStore:
-    """The executor's results store on a cluster worker: every write is a call to the coordinator."""
+    """The executor's results store on a cluster worker: every write is a call to the coordinator.
+
+    An attempt's start is sent without waiting for its answer, which is
+    taken before the attempt's end is sent (:meth:`finish_attempt`): the
+    flow runs meanwhile, one round trip less on every job's path (11 ms of
+    a 550-ms form job on this 2-core host).  Nothing is lost by it: no CDP
+    command is sent without a lease the worker still trusts on its own
+    clock (the guard), and a start the coordinator refused (a stale epoch,
+    a lease not held) is raised before the end is sent — the attempt
+    records nothing more, and the executor handles the refusal as the
+    end's own (a stale write, logged and raised).
+    """
 
     def __init__(self, coordinator: Any, holder: str, trips: RoundTrips | None = None) -> None:
         self.coordinator = coordinator
         self.holder = holder
         self.trips = trips or RoundTrips()
         self._next: dict[str, int] = {}  # job -> its next attempt number, when known without asking
+        self._started: dict[tuple[str, int], Any] = {}  # (job, attempt) -> the start's answer, not yet taken
 
     def _call(self, method: str, *args: Any, **kw: Any) -> Any:
         ray = _ray()
@@ -174,11 +194,32 @@ class CoordinatorStore:
     def start_attempt(self, run_id: str, job_id: str, attempt: int, worker: str, epoch: int = 0, *,
                       lease: Lease | None = None) -> None:
         assert lease is not None, "a cluster worker always writes under a lease"
-        self._call("start_attempt", run_id, job_id, attempt, worker, lease, self.holder)
+        self._started[(job_id, attempt)] = self.coordinator.start_attempt.remote(
+            run_id, job_id, attempt, worker, lease, self.holder)
         self._next[job_id] = attempt + 1  # a retry in this run: still the only writer of this job
 
     def finish_attempt(self, run_id: str, job_id: str, attempt: int, lease: Lease, **kw: Any) -> None:
+        self._take_start(job_id, attempt)
         self._call("finish_attempt", run_id, job_id, attempt, lease, self.holder, **kw)
+
+    def _take_start(self, job_id: str, attempt: int) -> None:
+        ref = self._started.pop((job_id, attempt), None)
+        if ref is None:
+            return
+        ray = _ray()
+        try:
+            self.trips.settle(ref)
+        except ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    def settle(self) -> None:
+        """Take every start's answer still outstanding (the end of a job: a refusal is raised, not lost)."""
+        for job_id, attempt in list(self._started):
+            self._take_start(job_id, attempt)
+
+    def drop_unsettled(self) -> None:
+        """Forget the starts of a job that ended in an error (the error is what the driver gets)."""
+        self._started.clear()
 
     def close(self) -> None:
         return
@@ -413,8 +454,10 @@ class ClusterWorker:
         with self._bound():
             try:
                 report = self.executor.run(self.batch.job(job_id))
+                self.store.settle()  # every attempt ends in a finish, which takes its start; this is the check
             finally:
                 self.store.expect(job_id, None)
+                self.store.drop_unsettled()
             seconds = time.monotonic() - t0
             perf.info("coordinator round trips of a job", extra={
                 "event": "cluster_round_trips", "job_id": job_id, "round_trips": self.trips.n - n0,
