@@ -397,3 +397,38 @@ def test_a_lease_that_lapsed_while_its_holder_was_busy_is_a_stop_not_an_unowned_
     finally:
         ray.get(coordinator.close.remote())
         ray.kill(coordinator)
+
+
+def test_a_start_the_coordinator_refused_is_raised_before_the_attempts_end_is_sent(cluster, tmp_path):
+    """The start goes out without waiting; its refusal (a lease not held) stops the end, and nothing is recorded."""
+    from coordination.leases import LeaseLost  # noqa: PLC0415
+    from engine.execution.cluster.coordinator import Coordinator  # noqa: PLC0415
+    from engine.execution.cluster.worker import CoordinatorStore, RoundTrips  # noqa: PLC0415
+    from engine.records.store import Lease, ResultsStore  # noqa: PLC0415
+
+    path = tmp_path / "results.sqlite"
+    with ResultsStore(path) as store:
+        store.create_run("r-start", batch="b.jsonl", mode="parallel", workers=1, run_dir=str(tmp_path),
+                         jobs=[("j0", 1, "f.json", {}), ("j1", 1, "f.json", {})])
+        floor = store.begin_generation("r-start", ["slot:0"]).epoch_floor
+    coordinator = ray.remote(Coordinator).options(num_cpus=0).remote(str(path), "r-start", floor, 10.0)
+    try:
+        grant = ray.get(coordinator.acquire.remote("slot:0", "w0#ok"))
+        trips = RoundTrips()
+        ok = CoordinatorStore(coordinator, "w0#ok", trips)
+        ok.start_attempt("r-start", "j0", 1, "w0", lease=Lease("slot:0", grant.epoch))
+        assert trips.n == 0  # not waited for
+        ok.finish_attempt("r-start", "j0", 1, Lease("slot:0", grant.epoch), outcome="passed", final=True,
+                          worker="w0")
+        assert trips.n == 1
+        stale = CoordinatorStore(coordinator, "w0#stale", RoundTrips())  # holds nothing
+        stale.start_attempt("r-start", "j1", 1, "w0", lease=Lease("slot:0", grant.epoch))
+        with pytest.raises(LeaseLost):
+            stale.finish_attempt("r-start", "j1", 1, Lease("slot:0", grant.epoch), outcome="passed", final=True,
+                                 worker="w0")
+    finally:
+        ray.get(coordinator.close.remote())
+        ray.kill(coordinator)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT job_id, outcome FROM outcomes WHERE run_id = 'r-start'").fetchall() == [("j0", "passed")]
+    assert db.execute("SELECT job_id FROM attempts WHERE run_id = 'r-start'").fetchall() == [("j0",)]
