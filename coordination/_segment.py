@@ -15,28 +15,27 @@ by another process) and unlinks the old segment; :func:`sweep_stale_segments`
 does the same for every Drover segment in ``/dev/shm`` whose creator is
 dead, whatever its directory.
 
-The multiprocessing resource tracker (Python 3.11) is kept out of it on
-purpose.  ``SharedMemory()`` registers every segment it opens, attach or
-create, with the tracker of the calling process; a tracker that outlives
-its processes unlinks what is still registered and warns about "leaked"
-segments, so a worker started outside the supervisor's process tree would
-destroy the live table when it exits.  And the tracker keeps a *set* of
-names, not a count, so two processes that share a tracker and each
-register/unregister the same name can make it see an unregister for a
-name it no longer has (a ``KeyError`` traceback on stderr).  So every
-``SharedMemory()`` call here is immediately followed by an ``unregister``,
-and both happen under the directory's flock, so the pairs of all
-processes are serialised and each pair is balanced.  Clean-up after a
-crash is this module's job (marker + sweep), not the tracker's.
+The segments are opened here (:class:`PosixShm`, ``/dev/shm/NAME`` and
+``mmap``), not with ``multiprocessing.shared_memory.SharedMemory``: on
+Python 3.11 that class registers every segment it opens, attach or create,
+with the multiprocessing resource tracker, and the first registration
+starts the tracker — a Python process of its own for the life of the run
+(8 MB PSS on this host, in every run's process tree).  A tracker that
+outlives its processes unlinks what is still registered and warns about
+"leaked" segments (so a worker started outside the supervisor's tree
+would destroy the live table when it exits), and it keeps a *set* of
+names, not a count, so processes sharing it see unbalanced unregisters.
+This module had to unregister every open to keep it harmless; clean-up
+after a crash is its job anyway (marker + sweep), so the tracker is not
+started at all.
 """
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import time
 from dataclasses import dataclass
-from multiprocessing import resource_tracker
-from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
 import orjson
@@ -76,35 +75,54 @@ class SegmentMarker:
     created_at: float
 
 
-def _tracker_key(shm: SharedMemory) -> str:
-    # SharedMemory registers the POSIX name, which is its public name with a leading slash.
-    return "/" + shm.name
+class PosixShm:
+    """A named POSIX shared-memory segment (``/dev/shm/NAME``), mapped read-write into this process.
 
-
-def _open_untracked(name: str, *, create: bool = False, size: int = 0) -> SharedMemory:
-    """``SharedMemory(...)`` without leaving the name registered with this process's resource tracker.
-
-    Callers hold the directory's flock (see the module docstring for why).
+    What ``SharedMemory`` does on Linux (``shm_open`` is an ``open`` in
+    ``/dev/shm``), without its resource tracker: see the module docstring.
     """
-    shm = SharedMemory(name=name, create=create, size=size)
-    resource_tracker.unregister(_tracker_key(shm), "shared_memory")
-    return shm
 
+    __slots__ = ("name", "size", "buf", "_mmap")
 
-def _unlink_untracked(shm: SharedMemory) -> None:
-    # SharedMemory.unlink() sends an unregister; register first so the tracker sees a balanced pair.
-    resource_tracker.register(_tracker_key(shm), "shared_memory")
-    shm.unlink()
+    def __init__(self, name: str, *, create: bool = False, size: int = 0) -> None:
+        if create and size <= 0:
+            raise ValueError(f"a new shared-memory segment needs a positive size, not {size}")
+        path = SHM_DIR / name
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0), 0o600)
+        try:
+            if create:
+                os.ftruncate(fd, size)
+            else:
+                size = os.fstat(fd).st_size
+            self._mmap = mmap.mmap(fd, size)
+        except BaseException:
+            if create:
+                path.unlink(missing_ok=True)  # half-made: not left behind
+            raise
+        finally:
+            os.close(fd)  # the mapping keeps the segment; the descriptor is not needed
+        self.name = name
+        self.size = size
+        self.buf: memoryview | None = memoryview(self._mmap)
+
+    def close(self) -> None:
+        """Unmap this process's view (raises ``BufferError`` while slices of ``buf`` are still held)."""
+        if self.buf is not None:
+            self.buf.release()
+            self.buf = None
+        self._mmap.close()
+
+    def unlink(self) -> None:
+        """Remove the name; mappings that exist stay valid until closed."""
+        (SHM_DIR / self.name).unlink()
 
 
 def _unlink_by_name(name: str) -> bool:
     """Unlink a segment by name; False if it was already gone."""
     try:
-        shm = _open_untracked(name)
+        (SHM_DIR / name).unlink()
     except FileNotFoundError:
         return False
-    shm.close()
-    _unlink_untracked(shm)
     return True
 
 
@@ -119,7 +137,7 @@ class Segment:
     __slots__ = ("directory", "kind", "name", "shm", "buf", "mutex", "created_by", "count", "_closed")
 
     def __init__(
-        self, directory: Path, kind: bytes, shm: SharedMemory, mutex: FlockMutex, created_by: int | None
+        self, directory: Path, kind: bytes, shm: PosixShm, mutex: FlockMutex, created_by: int | None
     ) -> None:
         self.directory = directory
         self.kind = kind
@@ -171,7 +189,7 @@ class Segment:
             except BaseException:
                 # Half-made: take the segment back out so it cannot outlive this failure.
                 shm.close()
-                _unlink_untracked(shm)
+                shm.unlink()
                 raise
         except BaseException:
             mutex.release()
@@ -194,7 +212,7 @@ class Segment:
             mutex.close()
             raise
         try:
-            shm = _open_untracked(name)
+            shm = PosixShm(name)
         except BaseException as exc:
             mutex.release()
             mutex.close()
@@ -226,7 +244,7 @@ class Segment:
         self.mutex.acquire(SETUP_LOCK_TIMEOUT)
         try:
             try:
-                _unlink_untracked(self.shm)
+                self.shm.unlink()
             except FileNotFoundError:
                 _ops.warning("segment already unlinked", extra={"segment": self.name})
             self.marker_path(self.directory, self.kind).unlink(missing_ok=True)
@@ -271,20 +289,20 @@ class Segment:
         )
 
     @staticmethod
-    def _create_fresh(name: str, size: int, path: Path) -> SharedMemory:
+    def _create_fresh(name: str, size: int, path: Path) -> PosixShm:
         """Create ``name``; a segment there without a marker is an orphan of a crash between the two steps."""
         for _ in range(2):
             try:
-                return _open_untracked(name, create=True, size=size)
+                return PosixShm(name, create=True, size=size)
             except FileExistsError:
-                orphan = _open_untracked(name)
+                orphan = PosixShm(name)
                 try:
                     _magic, _kind, _v, pid, _count, start, _created = _read_header(orphan.buf)
                 finally:
                     orphan.close()
                 if is_alive(pid, start):
                     raise SegmentInUse(f"segment {name} for {path} belongs to live pid {pid}") from None
-                _unlink_untracked(orphan)
+                orphan.unlink()
                 _audit.warning("orphan segment cleaned", extra={"segment": name, "creator_pid": pid})
         raise SegmentError(f"segment {name} for {path} keeps reappearing; another run is racing this one")
 

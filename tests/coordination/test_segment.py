@@ -125,3 +125,18 @@ def test_forked_and_spawned_children_keep_the_tracker_quiet(tmp_path: Path) -> N
     for bad in ("leaked", "KeyError", "Traceback", "Warning"):
         assert bad not in done.stderr, done.stderr
     assert not _exists(segment_name(directory, L.KIND_OWNERSHIP))
+
+
+def test_creating_and_attaching_segments_starts_no_resource_tracker_process(tmp_path: Path) -> None:
+    """The multiprocessing resource tracker is a Python process of its own (8 MB): segments do not start it."""
+    code = (
+        "import sys, psutil; from coordination import OwnershipTable\n"
+        "with OwnershipTable.create(sys.argv[1], 2) as t:\n"
+        "    a = OwnershipTable.attach(sys.argv[1]); a.claim(1, session_id='x'); a.close()\n"
+        "    kids = [' '.join(c.cmdline()) for c in psutil.Process().children(recursive=True)]\n"
+        "print(repr(kids))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
