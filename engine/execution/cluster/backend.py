@@ -84,6 +84,10 @@ def _local_instance_env() -> None:
     # Drover's browser reaper cleans up after a dead worker itself (browser tree, temporary profile): Ray must
     # not SIGKILL the reaper along with the worker, or the profile is left behind.
     os.environ.setdefault("RAY_kill_child_processes_on_worker_exit", "false")
+    # Ray's token authentication (on by default for a local instance since Ray 2.5x), asked for explicitly:
+    # the same protection, without the warning Ray prints when the mode was left to its default (it went to
+    # the CLI's stderr, past the console).
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def local_instance_cpus(workers: int) -> int:

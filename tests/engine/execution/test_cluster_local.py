@@ -36,6 +36,7 @@ def test_each_actor_of_a_run_on_its_own_instance_gets_a_prestarted_process_with_
         done = engine("run", "--workers", "2", "--state-dir", str(state), "--backend", "ray", str(batch),
                       env={**env, "RAY_TMPDIR": ray_root})
         assert done.returncode == EXIT_OK, done.stdout + done.stderr
+        assert "RAY_AUTH_MODE" not in done.stdout + done.stderr  # Ray's warning: token auth asked for explicitly
         left = _naming(ray_root)
         assert not left, f"the run's Ray instance left processes behind: {[(p.pid, p.name()) for p in left]}"
     finally:
