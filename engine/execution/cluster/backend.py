@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +85,12 @@ def _local_instance_env() -> None:
     # Drover's browser reaper cleans up after a dead worker itself (browser tree, temporary profile): Ray must
     # not SIGKILL the reaper along with the worker, or the profile is left behind.
     os.environ.setdefault("RAY_kill_child_processes_on_worker_exit", "false")
-    # Ray's token authentication (on by default for a local instance since Ray 2.5x), asked for explicitly:
-    # the same protection, without the warning Ray prints when the mode was left to its default (it went to
-    # the CLI's stderr, past the console).
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Ray's token authentication (on by default for a local instance of this Ray), asked for explicitly: the
+    # same protection, without the warning Ray prints when the mode was left to its default (it went to the
+    # CLI's stderr, past the console).  Only before Ray is imported: Ray reads the mode once, at import, and
+    # a driver that read "unset" cannot talk to a GCS started with "token" (its ray.init fails).
+    if "ray" not in sys.modules:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def local_instance_cpus(workers: int) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import psutil
@@ -21,7 +23,7 @@ pytest.importorskip("ray", reason="the Ray backend's tests need Ray (pip install
 
 from engine.cli.exit_codes import EXIT_OK  # noqa: E402
 from tests.engine.execution.test_cluster_resume import _naming  # noqa: E402
-from tests.engine.execution.test_run import LIGHT_FLOW, db, engine, last_run, outcomes, stream_events, \
+from tests.engine.execution.test_run import LIGHT_FLOW, REPO, db, engine, last_run, outcomes, stream_events, \
     write_batch  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300)]
@@ -57,3 +59,23 @@ def test_each_actor_of_a_run_on_its_own_instance_gets_a_prestarted_process_with_
     rows = db(state).execute("SELECT started_at, ended_at, epoch FROM attempts WHERE run_id = ?",
                              (run_id,)).fetchall()
     assert len(rows) == 4 and all(s is not None and e is not None and s <= e and ep > 0 for s, e, ep in rows), rows
+
+
+def test_a_local_instance_starts_in_a_process_that_imported_ray_before(tmp_path):
+    """Ray reads its auth mode at import: asking for token auth after that would leave the driver unable to
+    reach the GCS it started (``ray.init`` failed); then the mode is left to Ray."""
+    code = ("import ray, sys\nfrom engine.execution.cluster import start_local_instance\n"
+            "start_local_instance(1)\nprint(ray.is_initialized())\nray.shutdown()\n")
+    ray_root = tempfile.mkdtemp(prefix="dr-ray-", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={**env, "RAY_TMPDIR": ray_root})
+        assert done.returncode == 0 and done.stdout.strip() == "True", done.stdout + done.stderr[-3000:]
+    finally:
+        for p in _naming(ray_root):
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                continue
+        shutil.rmtree(ray_root, ignore_errors=True)
