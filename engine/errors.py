@@ -105,6 +105,12 @@ class TelemetryError(EngineError):
     category = "telemetry"
 
 
+class ClusterUnavailable(EngineError):
+    """Ray is not installed, or the cluster at the given address cannot be joined."""
+
+    category = "input"
+
+
 __all__ = ["EngineError", "ConfigError", "BatchInputError", "ResultsStoreError", "StaleLease", "StateBusy", "RunDirError",
            "ReportError", "ReportInputError",
-           "ReadinessError", "ReadinessInputError", "TelemetryError"]
+           "ReadinessError", "ReadinessInputError", "TelemetryError", "ClusterUnavailable"]

@@ -17,22 +17,17 @@ death for the supervisor, which requeues its job and starts a replacement
 refused by the store's fence and counted, which is the point of fencing.
 Such zombies are killed when their call returns, or at close.
 
-A local Ray instance of our own dies with a crashed (SIGKILLed) driver —
-its GCS, raylet, actors and their Chromium fate-share with it — except
-Ray's agent processes, which can linger for a minute trying to report to
-the dead GCS.  ``open`` records the instance's processes (pid and start
-time) in the run directory (:data:`LOCAL_INSTANCE_FILE`), so a ``--resume``
-of the same run kills whatever of them is left, by pid, before it starts
-its own; a clean close removes the record.
+Without ``--ray-address`` the driver starts a local Ray instance of its
+own, sized for the run and recorded in the run directory so a resume after
+a crashed driver can reap its leftovers: see
+:mod:`engine.execution.cluster.instance`.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import secrets
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +36,8 @@ from typing import Any
 from coordination import ContentionSnapshot, WaitStats, WorkerStats
 from coordination.telemetry_context import stream_logger
 from engine.config import Settings
-from engine.errors import EngineError
+from engine.errors import ClusterUnavailable
+from engine.execution.cluster import instance
 from engine.execution.backend import Reclaim, SafetyTotals, WorkerEvent
 from engine.execution.cluster.coordinator import Coordinator
 from engine.execution.cluster.worker import SHARED_MARKER, ClusterWorker, PluginSpec
@@ -54,84 +50,6 @@ audit = stream_logger("audit", __name__)
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 0.5
-LOCAL_INSTANCE_FILE = ".drover-ray-local.json"  # in the run directory: the processes of our own local instance
-
-
-class ClusterUnavailable(EngineError):
-    """Ray is not installed, or the cluster at the given address cannot be joined."""
-
-    category = "input"
-
-
-def _ray():
-    try:
-        import ray  # noqa: PLC0415 - optional dependency
-    except ImportError as exc:
-        raise ClusterUnavailable("the Ray backend needs Ray: pip install 'drover[ray]'") from exc
-    return ray
-
-
-# Ray's own settings (RayConfig), read by the raylet from its environment: set for the local instance we start
-STARTUP_CONCURRENCY_VAR = "RAY_worker_maximum_startup_concurrency"
-PRELOAD_VAR = "RAY_preload_python_modules"
-PRELOADED_MODULES = ("engine.execution.cluster.worker", "engine.execution.cluster.coordinator")
-
-
-def _local_instance_env() -> None:
-    """The environment a local instance of our own starts with (``setdefault``: the user's own values win)."""
-    # All of Ray's traffic on loopback (Ray would otherwise bind the host's interface address).  Read by Ray
-    # when it is first imported, and by the processes it starts.
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    # Drover's browser reaper cleans up after a dead worker itself (browser tree, temporary profile): Ray must
-    # not SIGKILL the reaper along with the worker, or the profile is left behind.
-    os.environ.setdefault("RAY_kill_child_processes_on_worker_exit", "false")
-    # Ray's token authentication (on by default for a local instance of this Ray), asked for explicitly: the
-    # same protection, without the warning Ray prints when the mode was left to its default (it went to the
-    # CLI's stderr, past the console).  Only before Ray is imported: Ray reads the mode once, at import, and
-    # a driver that read "unset" cannot talk to a GCS started with "token" (its ray.init fails).
-    if "ray" not in sys.modules:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-
-
-def local_instance_cpus(workers: int) -> int:
-    """Logical CPUs of a local instance of our own for ``workers`` worker actors: see :func:`start_local_instance`."""
-    return max(os.cpu_count() or 1, workers + 1)
-
-
-def start_local_instance(workers: int) -> None:
-    """Start a new local Ray instance of our own (never one found in ``RAY_ADDRESS`` or ``/tmp/ray``).
-
-    Sized so that each actor of the run finds a Python worker process
-    already started: Ray prestarts one per logical CPU when the driver
-    connects, at most as many at once as the host has cores, and an actor
-    that finds none idle waits for a new process to start and import Ray —
-    0.7 s on this 2-core host, on the run's clock.  With two workers the
-    third actor (coordinator, two workers) always waited: its first job
-    began 0.5-1.3 s after a local run's, most of the Ray backend's
-    throughput cost on a short batch.  So the instance counts
-    ``max(cores, workers + 1)`` logical CPUs and may start that many
-    processes at once, each importing the actors' modules
-    (:data:`PRELOADED_MODULES`) before it takes work, as a forked worker
-    inherits them (0.36 CPU-s per actor, on the clock, otherwise).
-    Logical CPUs are Ray's scheduling units, not
-    cores: each worker actor still asks for one (``_actor_cpus``), the
-    coordinator for none, and they share the host's real cores as forked
-    workers do.  ``bench run --backend ray`` starts its instance here too,
-    so it measures the instance a run gets.
-    """
-    _local_instance_env()  # before Ray is first imported
-    ray = _ray()
-    cpus = local_instance_cpus(workers)
-    ours = {STARTUP_CONCURRENCY_VAR: str(cpus), PRELOAD_VAR: ",".join(PRELOADED_MODULES)}
-    ours = {k: v for k, v in ours.items() if k not in os.environ}  # a value the user set wins
-    os.environ.update(ours)  # for the raylet ray.init starts; not kept after
-    try:
-        ray.init(address="local", num_cpus=cpus, logging_level=logging.ERROR, log_to_driver=False,
-                 include_dashboard=False, configure_logging=False)
-    finally:
-        for k in ours:
-            os.environ.pop(k, None)
-
 
 @dataclass(slots=True)
 class _Actor:
@@ -152,8 +70,8 @@ class RayWorkers:
                  store_path: str, seed: int, credentials_path: str | None,
                  worker_options: dict[str, Any] | None = None) -> None:
         if not settings.ray_address:
-            _local_instance_env()
-        self.ray = _ray()
+            instance.local_env()
+        self.ray = instance.require_ray()
         self.slots = slots
         self.settings = settings
         self.batch = batch
@@ -188,20 +106,20 @@ class RayWorkers:
         self.run_dir = Path(run_dir).resolve()
         (self.run_dir / SHARED_MARKER).write_text(self.run_id)
         if not ray.is_initialized():
-            self._reap_previous_instance()
+            instance.reap_previous(self.run_dir)
             address = self.settings.ray_address
             try:
                 if address:
                     ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                              include_dashboard=False, configure_logging=False)
                 else:
-                    start_local_instance(self.slots)
+                    instance.start_local_instance(self.slots)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ClusterUnavailable(f"cannot join the Ray cluster at "
                                          f"{address or 'a new local instance'}: {exc}") from exc
             self._we_started_ray = True
             if not self.settings.ray_address:
-                self._record_instance()
+                instance.record(self.run_dir)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
 
         here = ray.get_runtime_context().get_node_id()
@@ -235,49 +153,6 @@ class RayWorkers:
             return 0.0
         share = min(cpus) / -(-self.slots // len(cpus))
         return 1.0 if share >= 1.0 else math.floor(share * 1000) / 1000  # rounded down: the shares must fit
-
-    def _record_instance(self) -> None:
-        assert self.run_dir is not None
-        import psutil  # noqa: PLC0415
-
-        procs = []
-        for p in psutil.Process().children(recursive=True):
-            try:
-                if "ray" in " ".join(p.cmdline()).lower():
-                    procs.append({"pid": p.pid, "created": p.create_time(), "name": p.name()})
-            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-                continue  # gone already: nothing to reap later
-        (self.run_dir / LOCAL_INSTANCE_FILE).write_text(json.dumps({"driver": os.getpid(), "processes": procs}))
-
-    def _reap_previous_instance(self) -> None:
-        """A resume after a crashed driver: kill, by pid, what is left of that driver's own local instance."""
-        assert self.run_dir is not None
-        import psutil  # noqa: PLC0415
-
-        path = self.run_dir / LOCAL_INSTANCE_FILE
-        if not path.exists():
-            return
-        try:
-            record = json.loads(path.read_text())
-            procs = [(int(r["pid"]), float(r["created"])) for r in record["processes"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            ops.warning("unreadable record of a previous Ray instance: ignored", extra={
-                "event": "ray_record_unreadable", "path": str(path), "error": repr(exc)[:200]})
-            path.unlink()
-            return
-        left = []
-        for pid, created in procs:
-            try:
-                p = psutil.Process(pid)
-                if abs(p.create_time() - created) < 0.01:  # the same process, not a reused pid
-                    p.kill()
-                    left.append(p)
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                continue
-        psutil.wait_procs(left, timeout=10)
-        ops.warning("processes of a crashed driver's Ray instance killed", extra={
-            "event": "ray_leftovers_killed", "killed": [p.pid for p in left], "recorded": len(procs)})
-        path.unlink()
 
     def start(self, index: int) -> int:
         ray = self.ray
@@ -550,7 +425,7 @@ class RayWorkers:
         if self._we_started_ray:
             ray.shutdown()
             if self.run_dir is not None:
-                (self.run_dir / LOCAL_INSTANCE_FILE).unlink(missing_ok=True)  # shut down cleanly: nothing to reap
+                (self.run_dir / instance.LOCAL_INSTANCE_FILE).unlink(missing_ok=True)  # shut down cleanly: nothing to reap
 
 
-__all__ = ["RayWorkers", "ClusterUnavailable", "LOCAL_INSTANCE_FILE", "start_local_instance", "local_instance_cpus"]
+__all__ = ["RayWorkers", "ClusterUnavailable"]

@@ -403,7 +403,7 @@ def test_a_start_the_coordinator_refused_is_raised_before_the_attempts_end_is_se
     """The start goes out without waiting; its refusal (a lease not held) stops the end, and nothing is recorded."""
     from coordination.leases import LeaseLost  # noqa: PLC0415
     from engine.execution.cluster.coordinator import Coordinator  # noqa: PLC0415
-    from engine.execution.cluster.worker import CoordinatorStore, RoundTrips  # noqa: PLC0415
+    from engine.execution.cluster.store import CoordinatorStore, RoundTrips  # noqa: PLC0415
     from engine.records.store import Lease, ResultsStore  # noqa: PLC0415
 
     path = tmp_path / "results.sqlite"
