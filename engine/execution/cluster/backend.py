@@ -224,7 +224,7 @@ class RayWorkers:
             actor.pid, actor.node = value["pid"], value["node"]
             wait_s = time.monotonic() - actor.asked_at
             # prestarted: the actor's process was up before the driver asked for it; preloaded: Ray imported the
-            # actor's module as the process started, not the actor's creation (see start_local_instance)
+            # actor's module as the process started, not the actor's creation (see instance.start_local_instance)
             ops.info("cluster worker ready", extra={
                 "event": "actor_ready", "worker_index": index, "pid": actor.pid, "node": actor.node,
                 "wait_s": round(wait_s, 3), "warm_s": value.get("warm_s"),

@@ -68,7 +68,7 @@ MAX_SHIPPED_ARTIFACT_BYTES = 20 * 1024 * 1024
 SHARED_MARKER = ".drover-run-dir"
 IMPORTED_AT = time.monotonic()  # when this process imported the actor's module
 # Imported by Ray's worker preload (``--worker-preload-modules``, which default_worker.py imports before it takes
-# work: see backend.start_local_instance), not by the actor's creation on the run's clock.
+# work: see instance.start_local_instance), not by the actor's creation on the run's clock.
 PRELOADED = any(arg.startswith("--worker-preload-modules=") and __name__ in arg.split("=", 1)[1].split(",")
                 for arg in sys.argv)
 
