@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from engine.cli.exit_codes import EXIT_NO_GO, EXIT_OK
+from engine.records.streams import read_stream
 from tests.engine.evidence.sample_runs import render_in_chromium
 from tests.engine.execution.test_run import LIGHT_FLOW, engine, start_engine
 
@@ -46,17 +47,8 @@ def _batch(tmp_path: Path, site) -> Path:
 
 
 def _records(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # the line being written right now
-            continue
-    return out
+    """The stream's records so far (the engine's reader: a line being written is marked, not parsed)."""
+    return list(read_stream(path)) if path.exists() else []
 
 
 def _browser_of_a_worker_on_a_light_job(state: Path) -> psutil.Process | None:
