@@ -200,6 +200,77 @@ class CDPConnection:
                     self._pending.abandoned.add(msg_id)
                     raise CDPTargetClosed(f"{method}: target of session {session_id} closed before answering")
 
+    def send_all(
+        self,
+        commands: Iterable[tuple[str, dict[str, Any] | None, str | None]],
+        *,
+        timeout: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Send several commands at once and return their results in order, once every one has answered.
+
+        Why: commands that do not depend on each other (the storage, cookie and cache clears of a reset)
+        cost one round trip together instead of one each, and the browser works on them meanwhile.
+        Each command is ``(method, params, session_id)``; every one passes ``before_send`` as a single
+        :meth:`send` does.  Errors wait for the whole batch: the first failed command's
+        :class:`CDPResponseError` is raised after all have answered, so no answer is left unread.
+        """
+        if self._owner != threading.get_ident():
+            raise RuntimeError("CDPConnection used from a thread that does not own it")
+        if self._closed_reason is not None:
+            raise CDPConnectionLost(f"batch: connection to {self.url} is closed ({self._closed_reason})")
+        sent: dict[int, tuple[int, str, str | None]] = {}  # msg id -> (position, method, session)
+        for method, params, session_id in commands:
+            if self.before_send is not None:
+                self.before_send()
+            self._next_id += 1
+            message: dict[str, Any] = {"id": self._next_id, "method": method}
+            if params:
+                message["params"] = params
+            if session_id is not None:
+                message["sessionId"] = session_id
+            try:
+                self._ws.send(orjson.dumps(message), _TEXT)
+            except (OSError, websocket.WebSocketException) as exc:
+                self._pending.abandoned.update(sent)
+                raise self._lost(method, exc) from exc
+            sent[self._next_id] = (len(sent), method, session_id)
+            self.stats.commands += 1
+            self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
+        results: list[dict[str, Any] | None] = [None] * len(sent)
+        errors: list[tuple[int, CDPResponseError]] = []
+        waiting = dict(sent)
+        what = f"batch of {len(sent)} ({', '.join(sorted({m for _, m, _ in sent.values()}))})"
+        deadline = time.monotonic() + (self.default_timeout if timeout is None else timeout)
+        while waiting:
+            try:
+                msg = self._read(deadline, what, None)
+            except CDPTimeout:
+                self._pending.abandoned.update(waiting)
+                raise
+            if "id" in msg:
+                entry = waiting.pop(msg["id"], None)
+                if entry is None:
+                    self._late_response(msg)
+                    continue
+                position, method, _session = entry
+                error = msg.get("error")
+                if error is not None:
+                    errors.append((position, CDPResponseError(method, int(error.get("code", 0)),
+                                                              str(error.get("message", "")), error.get("data"))))
+                else:
+                    results[position] = msg.get("result", {})
+                continue
+            self._buffer(msg)
+            if msg.get("method") == "Target.detachedFromTarget":
+                gone = msg.get("params", {}).get("sessionId")
+                lost = [i for i, (_, _, s) in waiting.items() if s is not None and s == gone]
+                if lost:
+                    self._pending.abandoned.update(waiting)
+                    raise CDPTargetClosed(f"{what}: target of session {gone} closed before answering")
+        if errors:
+            raise min(errors, key=lambda e: e[0])[1]
+        return [r if r is not None else {} for r in results]
+
     # -- events --------------------------------------------------------------
 
     def pop_events(self, method: str | None = None, session_id: str | None = None) -> list[CDPEvent]:

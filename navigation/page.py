@@ -17,7 +17,7 @@ import orjson
 
 from coordination.telemetry_context import current, stream_logger
 from navigation.aria import Retry, aria_values, call_with_aria
-from navigation.cdp import CDPConnection, CDPSession
+from navigation.cdp import CDPConnection, CDPEvent, CDPSession
 from navigation.errors import (
     CDPResponseError, CDPTargetClosed, CDPTimeout, NavigationError, SelectorNotFound, StepError, StepTimeout,
 )
@@ -367,6 +367,11 @@ def settle_cookie_writes(page: Page, timeout: float = 5.0) -> bool:
         return False
 
 
+def _main_frame_blank(ev: CDPEvent) -> bool:
+    frame = ev.params.get("frame") or {}
+    return not frame.get("parentId") and frame.get("url") == "about:blank"
+
+
 class WarmPage:
     """``reset`` isolation: one page in a long-lived browser context, returned between jobs to what a
     fresh context's new page would be.
@@ -440,29 +445,43 @@ class WarmPage:
             session.send("Input.dispatchKeyEvent", press(page.keyboard, code, "up"), timeout=timeout)
         page.keyboard = KeyboardState()
         session.pop_events("Page.loadEventFired")
+        session.pop_events("Page.frameNavigated")  # the job's own: one to about:blank would pass for the reset's
         result = session.send("Page.navigate", {"url": "about:blank"}, timeout=timeout)
         if result.get("errorText"):
             return f"could not return to about:blank: {result['errorText']}"
+        # The old document is gone once about:blank commits (its unload ran; it can write nothing more).  The
+        # context's storage, cookies, permissions and HTTP cache depend on nothing but that, so they are
+        # cleared in one batch (one round trip for all, the browser working on them at once) while
+        # about:blank finishes loading.
+        session.wait_for_event("Page.frameNavigated", _main_frame_blank, timeout=timeout)
+        sid = session.session_id
+        clear: list[tuple[str, dict[str, Any] | None, str | None]] = [
+            ("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"}, sid)
+            for origin in sorted(page.origins)]
+        clear += [("Storage.clearCookies", {"browserContextId": self.context_id}, None),
+                  ("Browser.resetPermissions", {"browserContextId": self.context_id}, None),
+                  ("Network.clearBrowserCache", None, sid)]
+        conn.send_all(clear, timeout=timeout)
+        # Then the page's own state, once about:blank has loaded: only then is it the frame's active page
+        # (resetting history needs that), and its load event, arriving after the next job's navigation was
+        # sent, would pass for that one's.  Per-target overrides the job sent, in the order a session needs
+        # (network conditions before Network.disable); window.name empty and one history entry, as a new
+        # page has.
         session.wait_for_event("Page.loadEventFired", timeout=timeout)
-        for origin in sorted(page.origins):
-            session.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"}, timeout=timeout)
-        conn.send("Storage.clearCookies", {"browserContextId": self.context_id}, timeout=timeout)
-        conn.send("Browser.resetPermissions", {"browserContextId": self.context_id}, timeout=timeout)
-        session.send("Network.clearBrowserCache", timeout=timeout)
+        undo: list[tuple[str, dict[str, Any] | None, str | None]] = []
         if "Emulation.setDeviceMetricsOverride" in page.overrides:
-            session.send("Emulation.clearDeviceMetricsOverride", timeout=timeout)
+            undo.append(("Emulation.clearDeviceMetricsOverride", None, sid))
         if "Emulation.setTouchEmulationEnabled" in page.overrides and page.emulation[1]:
-            session.send("Emulation.setTouchEmulationEnabled", {"enabled": False}, timeout=timeout)
+            undo.append(("Emulation.setTouchEmulationEnabled", {"enabled": False}, sid))
         if page.network_enabled:
             if "Network.emulateNetworkConditions" in page.overrides:
-                session.send("Network.emulateNetworkConditions", {
-                    "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-                    timeout=timeout)
-            session.send("Network.disable", timeout=timeout)
-            page.network_enabled = False
-        # window.name and history: the about:blank document, then one history entry, as a new page has.
-        session.send("Runtime.evaluate", {"expression": "window.name = ''"}, timeout=timeout)
-        session.send("Page.resetNavigationHistory", timeout=timeout)
+                undo.append(("Network.emulateNetworkConditions", {
+                    "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}, sid))
+            undo.append(("Network.disable", None, sid))
+        undo += [("Runtime.evaluate", {"expression": "window.name = ''"}, sid),
+                 ("Page.resetNavigationHistory", None, sid)]
+        conn.send_all(undo, timeout=timeout)
+        page.network_enabled = False
         page.origins.clear()
         page.overrides.clear()
         page.emulation = (False, False)

@@ -175,3 +175,61 @@ def test_delayed_answer_beyond_timeout_raises_timeout():
     with FakeCDPServer(handler) as server, CDPConnection.connect(server.url) as c:
         with pytest.raises(CDPTimeout):
             c.send("Slow.thing", timeout=0.1)
+
+
+# -- several commands at once ------------------------------------------------------------------
+
+
+def test_send_all_returns_results_in_order_and_checks_every_command(browser):
+    calls = []
+    with CDPConnection.connect(browser.ws_url, before_send=lambda: calls.append(1)) as c:
+        version, targets = c.send_all([("Browser.getVersion", None, None), ("Target.getTargets", None, None)])
+        assert "product" in version and "targetInfos" in targets
+        assert len(calls) == 2 and c.stats.by_method["Target.getTargets"] == 1
+
+
+def test_send_all_raises_the_first_error_after_every_answer_and_stays_usable(browser):
+    with CDPConnection.connect(browser.ws_url) as c:
+        with pytest.raises(CDPResponseError) as err:
+            c.send_all([("Browser.getVersion", None, None), ("No.suchMethod", None, None),
+                        ("Also.missing", None, None), ("Target.getTargets", None, None)])
+        assert err.value.method == "No.suchMethod"
+        assert "product" in c.send("Browser.getVersion")  # no answer of the batch was left unread
+        assert c.stats.late_responses == 0
+
+
+def test_send_all_matches_answers_that_come_out_of_order():
+    held = []
+
+    def handler(peer, msg):
+        held.append(msg)
+        if len(held) == 3:
+            peer.send_json({"method": "Some.event", "params": {"n": 1}})
+            for m in reversed(held):
+                peer.send_json({"id": m["id"], "result": {"method": m["method"]}})
+
+    with FakeCDPServer(handler) as server, CDPConnection.connect(server.url) as c:
+        out = c.send_all([("A.one", None, None), ("B.two", {"x": 1}, "S1"), ("C.three", None, None)], timeout=5)
+        assert [r["method"] for r in out] == ["A.one", "B.two", "C.three"]
+        assert held[1]["sessionId"] == "S1" and held[1]["params"] == {"x": 1}
+        assert [e.method for e in c.pop_events()] == ["Some.event"]
+
+
+def test_send_all_timeout_abandons_the_unanswered_so_their_late_answers_are_dropped():
+    held = []
+
+    def handler(peer, msg):
+        held.append(msg)
+        if msg["method"] == "Fast.one":
+            peer.send_json({"id": msg["id"], "result": {}})
+        elif msg["method"] == "Next.one":
+            for m in held:
+                if m["method"] == "Slow.one":
+                    peer.send_json({"id": m["id"], "result": {}})  # late: after the batch gave up
+            peer.send_json({"id": msg["id"], "result": {"ok": True}})
+
+    with FakeCDPServer(handler) as server, CDPConnection.connect(server.url) as c:
+        with pytest.raises(CDPTimeout):
+            c.send_all([("Fast.one", None, None), ("Slow.one", None, None)], timeout=0.2)
+        assert c.send("Next.one", timeout=5) == {"ok": True}
+        assert c.stats.late_responses == 1
