@@ -90,8 +90,9 @@ def _attempt(page: "Page", fn: str, path: list[int], alternatives: list[dict], r
         return page.call_on(doc, _FORWARD, [{"findMs": 0, "aria": counts}, fn,
                                             [path, alternatives, remaining_ms, *rest]],
                             elements, timeout_ms=remaining_ms)
-    finally:
-        page.send("Runtime.releaseObjectGroup", {"objectGroup": GROUP})
+    finally:  # not waited for: the next command of the session runs after it all the same
+        page.session.connection.post("Runtime.releaseObjectGroup", {"objectGroup": GROUP},
+                                     session_id=page.session.session_id)
 
 
 def _frame_document(page: "Page", path: list[int]) -> str:

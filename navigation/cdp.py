@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 _TEXT = websocket.ABNF.OPCODE_TEXT
 _CLOSE = websocket.ABNF.OPCODE_CLOSE
 _LOOPBACK = ["127.0.0.1", "localhost", "::1"]
+_MAX_POSTED = 10_000  # posted commands whose answers are not read yet (they are, at the next wait)
 
 
 @dataclass(slots=True)
@@ -81,7 +82,8 @@ class ClientStats:
 
 @dataclass(slots=True)
 class _Pending:
-    abandoned: set[int] = field(default_factory=set)
+    abandoned: set[int] = field(default_factory=set)  # timed out: a late answer is dropped and counted
+    posted: dict[int, str] = field(default_factory=dict)  # sent with post(): id -> method, answer not awaited
 
 
 class CDPConnection:
@@ -199,6 +201,37 @@ class CDPConnection:
                     # The page closed (window.close, crash) while the command waited: it will never answer.
                     self._pending.abandoned.add(msg_id)
                     raise CDPTargetClosed(f"{method}: target of session {session_id} closed before answering")
+
+    def post(self, method: str, params: dict[str, Any] | None = None, *, session_id: str | None = None) -> None:
+        """Send a command whose answer nobody waits for (it is read, and dropped, by a later wait).
+
+        For clean-up whose outcome changes nothing a caller does next — releasing an object group — so it
+        costs no round trip.  Commands of one session run in the order sent, so a later command still
+        sees its effect.  A failure is logged at debug level when its answer is read.
+        """
+        if self._owner != threading.get_ident():
+            raise RuntimeError("CDPConnection used from a thread that does not own it")
+        if self._closed_reason is not None:
+            raise CDPConnectionLost(f"{method}: connection to {self.url} is closed ({self._closed_reason})")
+        if self.before_send is not None:
+            self.before_send()
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method}
+        if params:
+            message["params"] = params
+        if session_id is not None:
+            message["sessionId"] = session_id
+        try:
+            self._ws.send(orjson.dumps(message), _TEXT)
+        except (OSError, websocket.WebSocketException) as exc:
+            raise self._lost(method, exc) from exc
+        if len(self._pending.posted) >= _MAX_POSTED:  # nothing read for long: the oldest counts as abandoned
+            oldest = next(iter(self._pending.posted))
+            del self._pending.posted[oldest]
+            self._pending.abandoned.add(oldest)
+        self._pending.posted[self._next_id] = method
+        self.stats.commands += 1
+        self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
 
     def send_all(
         self,
@@ -375,6 +408,12 @@ class CDPConnection:
 
     def _late_response(self, msg: dict[str, Any]) -> None:
         msg_id = msg.get("id")
+        posted = self._pending.posted.pop(msg_id, None) if isinstance(msg_id, int) else None
+        if posted is not None:
+            if "error" in msg:
+                log.debug("cdp posted command failed", extra={"url": self.url, "method": posted,
+                                                              "error": str(msg["error"])[:200]})
+            return
         if msg_id in self._pending.abandoned:
             self._pending.abandoned.discard(msg_id)
             self.stats.late_responses += 1

@@ -159,6 +159,8 @@ class Page:
         Child frames are counted in the frame tree's order, as the
         reference replayer counts them (``frame.childFrames()[i]``).
         """
+        if not path:
+            return self.session.target_id  # a page target's id is its main frame's id, for the target's life
         node = self.send("Page.getFrameTree")["frameTree"]
         for depth, index in enumerate(path):
             children = node.get("childFrames") or []

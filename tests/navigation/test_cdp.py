@@ -233,3 +233,32 @@ def test_send_all_timeout_abandons_the_unanswered_so_their_late_answers_are_drop
             c.send_all([("Fast.one", None, None), ("Slow.one", None, None)], timeout=0.2)
         assert c.send("Next.one", timeout=5) == {"ok": True}
         assert c.stats.late_responses == 1
+
+
+def test_post_costs_no_wait_and_its_answer_is_read_by_the_next_command(page, caplog):
+    caplog.set_level("DEBUG", logger="navigation.cdp")
+    conn = page.connection
+    page.send("Runtime.evaluate", {"expression": "window.x = {a: 1}", "objectGroup": "g"})
+    conn.post("Runtime.releaseObjectGroup", {"objectGroup": "g"}, session_id=page.session_id)
+    conn.post("No.suchMethod", None, session_id=page.session_id)
+    assert conn._pending.posted  # sent, answers not read yet
+    assert page.evaluate("1 + 1") == 2  # reads (and drops) both answers on the way
+    assert conn._pending.posted == {} and conn.stats.late_responses == 0
+    assert any(r.getMessage() == "cdp posted command failed" and r.method == "No.suchMethod"
+               for r in caplog.records)
+
+
+def test_a_pages_main_frame_id_is_its_target_id_across_a_cross_site_navigation(conn, site):
+    from navigation.page import Page
+
+    page = Page.setup(conn.new_page())
+    try:
+        # data: is an opaque origin, another site (and process) than the fixture site's
+        for url in (site.url("/form.html"), "data:text/html,<title>other</title>", site.url("/result"),
+                    "about:blank"):
+            page.session.send("Page.navigate", {"url": url})
+            page.session.wait_for_event("Page.loadEventFired", timeout=10)
+            tree = page.session.send("Page.getFrameTree")["frameTree"]
+            assert page.frame_id(()) == tree["frame"]["id"] == page.session.target_id
+    finally:
+        page.session.close()
