@@ -163,26 +163,8 @@ class CDPConnection:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Send one command and return its ``result``; raise a typed error otherwise."""
-        if self._owner != threading.get_ident():
-            raise RuntimeError("CDPConnection used from a thread that does not own it")
-        if self._closed_reason is not None:
-            raise CDPConnectionLost(f"{method}: connection to {self.url} is closed ({self._closed_reason})")
-        if self.before_send is not None:
-            self.before_send()
-        self._next_id += 1
-        msg_id = self._next_id
-        message: dict[str, Any] = {"id": msg_id, "method": method}
-        if params:
-            message["params"] = params
-        if session_id is not None:
-            message["sessionId"] = session_id
-        try:
-            self._ws.send(orjson.dumps(message), _TEXT)
-        except (OSError, websocket.WebSocketException) as exc:
-            raise self._lost(method, exc) from exc
-        self.stats.commands += 1
-        self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
-
+        self._usable(method)
+        msg_id = self._write(method, params, session_id)
         deadline = time.monotonic() + (self.default_timeout if timeout is None else timeout)
         while True:
             msg = self._read(deadline, method, msg_id)
@@ -209,29 +191,13 @@ class CDPConnection:
         costs no round trip.  Commands of one session run in the order sent, so a later command still
         sees its effect.  A failure is logged at debug level when its answer is read.
         """
-        if self._owner != threading.get_ident():
-            raise RuntimeError("CDPConnection used from a thread that does not own it")
-        if self._closed_reason is not None:
-            raise CDPConnectionLost(f"{method}: connection to {self.url} is closed ({self._closed_reason})")
-        if self.before_send is not None:
-            self.before_send()
-        self._next_id += 1
-        message: dict[str, Any] = {"id": self._next_id, "method": method}
-        if params:
-            message["params"] = params
-        if session_id is not None:
-            message["sessionId"] = session_id
-        try:
-            self._ws.send(orjson.dumps(message), _TEXT)
-        except (OSError, websocket.WebSocketException) as exc:
-            raise self._lost(method, exc) from exc
+        self._usable(method)
+        msg_id = self._write(method, params, session_id)
         if len(self._pending.posted) >= _MAX_POSTED:  # nothing read for long: the oldest counts as abandoned
             oldest = next(iter(self._pending.posted))
             del self._pending.posted[oldest]
             self._pending.abandoned.add(oldest)
-        self._pending.posted[self._next_id] = method
-        self.stats.commands += 1
-        self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
+        self._pending.posted[msg_id] = method
 
     def send_all(
         self,
@@ -247,28 +213,14 @@ class CDPConnection:
         :meth:`send` does.  Errors wait for the whole batch: the first failed command's
         :class:`CDPResponseError` is raised after all have answered, so no answer is left unread.
         """
-        if self._owner != threading.get_ident():
-            raise RuntimeError("CDPConnection used from a thread that does not own it")
-        if self._closed_reason is not None:
-            raise CDPConnectionLost(f"batch: connection to {self.url} is closed ({self._closed_reason})")
+        self._usable("batch")
         sent: dict[int, tuple[int, str, str | None]] = {}  # msg id -> (position, method, session)
         for method, params, session_id in commands:
-            if self.before_send is not None:
-                self.before_send()
-            self._next_id += 1
-            message: dict[str, Any] = {"id": self._next_id, "method": method}
-            if params:
-                message["params"] = params
-            if session_id is not None:
-                message["sessionId"] = session_id
             try:
-                self._ws.send(orjson.dumps(message), _TEXT)
-            except (OSError, websocket.WebSocketException) as exc:
+                sent[self._write(method, params, session_id)] = (len(sent), method, session_id)
+            except Exception:  # lost, or refused by before_send: the answers of those sent are not waited for
                 self._pending.abandoned.update(sent)
-                raise self._lost(method, exc) from exc
-            sent[self._next_id] = (len(sent), method, session_id)
-            self.stats.commands += 1
-            self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
+                raise
         results: list[dict[str, Any] | None] = [None] * len(sent)
         errors: list[tuple[int, CDPResponseError]] = []
         waiting = dict(sent)
@@ -296,13 +248,36 @@ class CDPConnection:
             self._buffer(msg)
             if msg.get("method") == "Target.detachedFromTarget":
                 gone = msg.get("params", {}).get("sessionId")
-                lost = [i for i, (_, _, s) in waiting.items() if s is not None and s == gone]
-                if lost:
+                if gone is not None and any(session == gone for _, _, session in waiting.values()):
                     self._pending.abandoned.update(waiting)
                     raise CDPTargetClosed(f"{what}: target of session {gone} closed before answering")
         if errors:
             raise min(errors, key=lambda e: e[0])[1]
         return [r if r is not None else {} for r in results]
+
+    def _usable(self, what: str) -> None:
+        if self._owner != threading.get_ident():
+            raise RuntimeError("CDPConnection used from a thread that does not own it")
+        if self._closed_reason is not None:
+            raise CDPConnectionLost(f"{what}: connection to {self.url} is closed ({self._closed_reason})")
+
+    def _write(self, method: str, params: dict[str, Any] | None, session_id: str | None) -> int:
+        """One command on the wire (after ``before_send``, counted); its message id."""
+        if self.before_send is not None:
+            self.before_send()
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method}
+        if params:
+            message["params"] = params
+        if session_id is not None:
+            message["sessionId"] = session_id
+        try:
+            self._ws.send(orjson.dumps(message), _TEXT)
+        except (OSError, websocket.WebSocketException) as exc:
+            raise self._lost(method, exc) from exc
+        self.stats.commands += 1
+        self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
+        return self._next_id
 
     # -- events --------------------------------------------------------------
 

@@ -262,3 +262,18 @@ def test_a_pages_main_frame_id_is_its_target_id_across_a_cross_site_navigation(c
             assert page.frame_id(()) == tree["frame"]["id"] == page.session.target_id
     finally:
         page.session.close()
+
+
+def test_send_all_refused_midway_by_before_send_leaves_no_answer_unexpected(browser):
+    calls = []
+
+    def guard():
+        calls.append(1)
+        if len(calls) == 2:
+            raise PermissionError("lease lost")
+
+    with CDPConnection.connect(browser.ws_url, before_send=guard) as c:
+        with pytest.raises(PermissionError):
+            c.send_all([("Browser.getVersion", None, None), ("Target.getTargets", None, None)])
+        assert "product" in c.send("Browser.getVersion")  # the first command's answer is dropped, not raised
+        assert c.stats.late_responses == 1
