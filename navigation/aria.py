@@ -91,8 +91,7 @@ def _attempt(page: "Page", fn: str, path: list[int], alternatives: list[dict], r
                                             [path, alternatives, remaining_ms, *rest]],
                             elements, timeout_ms=remaining_ms)
     finally:  # not waited for: the next command of the session runs after it all the same
-        page.session.connection.post("Runtime.releaseObjectGroup", {"objectGroup": GROUP},
-                                     session_id=page.session.session_id)
+        page.session.post("Runtime.releaseObjectGroup", {"objectGroup": GROUP})
 
 
 def _frame_document(page: "Page", path: list[int]) -> str:

@@ -172,8 +172,7 @@ class CDPConnection:
                 if msg["id"] == msg_id:
                     error = msg.get("error")
                     if error is not None:
-                        raise CDPResponseError(method, int(error.get("code", 0)),
-                                               str(error.get("message", "")), error.get("data"))
+                        raise _response_error(method, error)
                     return msg.get("result", {})
                 self._late_response(msg)
             else:
@@ -240,8 +239,7 @@ class CDPConnection:
                 position, method, _session = entry
                 error = msg.get("error")
                 if error is not None:
-                    errors.append((position, CDPResponseError(method, int(error.get("code", 0)),
-                                                              str(error.get("message", "")), error.get("data"))))
+                    errors.append((position, _response_error(method, error)))
                 else:
                     results[position] = msg.get("result", {})
                 continue
@@ -439,6 +437,10 @@ class CDPConnection:
         return self.attach(target_id, timeout=timeout)
 
 
+def _response_error(method: str, error: dict[str, Any]) -> CDPResponseError:
+    return CDPResponseError(method, int(error.get("code", 0)), str(error.get("message", "")), error.get("data"))
+
+
 class CDPSession:
     """A flattened target session: the same connection, commands tagged with ``sessionId``."""
 
@@ -452,6 +454,10 @@ class CDPSession:
     def send(self, method: str, params: dict[str, Any] | None = None, *,
              timeout: float | None = None) -> dict[str, Any]:
         return self.connection.send(method, params, session_id=self.session_id, timeout=timeout)
+
+    def post(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """:meth:`CDPConnection.post` on this session: sent, its answer not waited for."""
+        self.connection.post(method, params, session_id=self.session_id)
 
     def wait_for_event(self, method: str | Iterable[str] | None = None,
                        predicate: Callable[[CDPEvent], bool] | None = None, *,
