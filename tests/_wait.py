@@ -7,17 +7,20 @@ and a message naming what was awaited is the honest substitute for a sleep.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 
 POLL_S = 0.1
+T = TypeVar("T")
 
 
-def wait_for(cond: Callable[[], object], timeout: float, what: str) -> None:
-    """Return as soon as ``cond()`` is true; raise ``AssertionError`` naming ``what`` after ``timeout`` seconds."""
+def wait_for(cond: Callable[[], T], timeout: float, what: str) -> T:
+    """Return ``cond()``'s first true value as soon as there is one; raise ``AssertionError`` naming ``what``
+    after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if cond():
-            return
+        value = cond()
+        if value:
+            return value
         time.sleep(POLL_S)
     raise AssertionError(f"timed out waiting for {what}")
 

@@ -122,20 +122,25 @@ def test_24_jobs_on_4_workers_match_the_legacy_path(tmp_path, site):
 
 @pytest.mark.slow
 def test_sigkill_of_a_worker_requeues_its_job_and_reclaims_its_slot(tmp_path, site):
-    n = 24
-    batch = write_batch(tmp_path, site, n, SLOW_FLOW, extra_vars={"ms": "400"}, credentials=["shop/a", "shop/b"])
+    """The victim is a worker whose attempt began under half a second ago, on a page that takes 1.5 s: it is
+    surely still in that attempt when the signal lands. (Killing any in-flight attempt's worker, as this once
+    did with 0.4-s pages, sometimes hit one whose job had just committed: no attempt was lost then.)"""
+    n = 12
+    batch = write_batch(tmp_path, site, n, SLOW_FLOW, extra_vars={"ms": "1500"}, credentials=["shop/a", "shop/b"])
     state = tmp_path / "state"
     proc = start_engine("run", str(batch), "--workers", "3", "--state-dir", str(state))
     try:
         wait_for(lambda: (state / "results.sqlite").exists() and last_run(state) is not None, 60, "the run")
         run_id, run_dir = last_run(state)
         wait_for(lambda: len(outcomes(state, run_id)) >= 3, 120, "first outcomes")
-        busy = [r[0] for r in db(state).execute(
-            "SELECT worker FROM attempts WHERE run_id = ? AND ended_at IS NULL", (run_id,))]
-        assert busy, "no attempt in flight to interrupt"
+
+        def fresh_attempt() -> list:
+            return db(state).execute("SELECT worker, job_id FROM attempts WHERE run_id = ? AND ended_at IS NULL "
+                                     "AND started_at > ?", (run_id, time.time() - 0.5)).fetchall()
+        busy = wait_for(fresh_attempt, 60, "an attempt just begun")
         started = {r["worker"]: r["pid"] for r in stream_events(run_dir, "operational")
                    if r.get("event") == "worker_started"}
-        victim = psutil.Process(started[busy[0]])
+        victim = psutil.Process(started[busy[0][0]])
         assert victim.ppid() == proc.pid
         victim.send_signal(signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
@@ -149,6 +154,7 @@ def test_sigkill_of_a_worker_requeues_its_job_and_reclaims_its_slot(tmp_path, si
     lost = db(state).execute("SELECT job_id FROM attempts WHERE run_id = ? AND outcome = 'lost'", (run_id,)).fetchall()
     assert lost, "the killed worker's attempt was not recorded as lost"
     rerun = lost[0][0]
+    assert rerun == busy[0][1]
     assert db(state).execute("SELECT COUNT(*) FROM attempts WHERE run_id = ? AND job_id = ? AND outcome = 'passed'",
                              (run_id, rerun)).fetchone()[0] == 1
     lost_attempt = db(state).execute("SELECT attempt FROM attempts WHERE run_id = ? AND job_id = ? AND "
