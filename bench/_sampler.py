@@ -7,9 +7,13 @@ ROOT_PID INTERVAL [EXCLUDE_PID...]`` (a plain script: it needs only psutil
 and orjson) walks the tree under ROOT_PID every INTERVAL seconds, and when its stdin closes writes one JSON
 object with:
 
-``cpu_s``       user + system CPU of every process seen in the tree (last
-                sample of each; a process that lived less than one interval
-                or whose last interval was missed is undercounted)
+``cpu_s``       user + system CPU of the tree while it was sampled: per process, its
+                last sample less what it had used at the first walk (a
+                process of the tree older than the sampling — a Ray daemon,
+                a prestarted Ray worker — counts only what it used since;
+                one born later counts from 0).  A process that lived less
+                than one interval or whose last interval was missed is
+                undercounted
 ``peak_rss``    the largest sum of RSS over the tree in one sample (shared
                 pages count once per process, so this over-counts Chromium,
                 whose processes share a lot)
@@ -68,9 +72,17 @@ def _walk(root: psutil.Process, exclude: set[int]) -> list[psutil.Process]:
 
 
 def sample_loop(root_pid: int, interval: float, exclude: set[int], stop: threading.Event,
-                pss: bool = False) -> TreeSample:
+                pss: bool = False, primed: threading.Event | None = None) -> TreeSample:
+    """Walk the tree every ``interval`` until ``stop``; ``primed`` is set after the first walk (the CPU baseline).
+
+    Why a baseline: the CPU a process had used before the sampling began is
+    not the measured run's.  Without it a Ray run was charged ray.init's
+    own ~4 CPU-s (its daemons and prestarted workers are in the tree before
+    the run starts): 0.08 CPU-s per job of a 48-job batch.
+    """
     root = psutil.Process(root_pid)
     cpu: dict[tuple[int, float], float] = {}
+    base: dict[tuple[int, float], float] | None = None
     result = TreeSample()
     while True:
         procs = _walk(root, exclude)
@@ -86,13 +98,17 @@ def sample_loop(root_pid: int, interval: float, exclude: set[int], stop: threadi
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue  # ended between the walk and the read: its last sample stands
             cpu[key] = t.user + t.system
+        if base is None:
+            base = dict(cpu)
+            if primed is not None:
+                primed.set()
         result.samples += 1
         result.peak_rss = max(result.peak_rss, rss)
         result.peak_pss = max(result.peak_pss, pss_sum)
         result.peak_procs = max(result.peak_procs, len(procs))
         if stop.wait(interval):
             break
-    result.cpu_s = sum(cpu.values())
+    result.cpu_s = sum(used - (base or {}).get(key, 0.0) for key, used in cpu.items())
     return result
 
 
@@ -136,8 +152,10 @@ def main(argv: list[str]) -> None:
     exclude = {int(a) for a in argv[2:]} | {os.getpid()}
     stop = threading.Event()
     out: list[TreeSample] = []
-    worker = threading.Thread(target=lambda: out.append(sample_loop(root_pid, interval, exclude, stop, pss)))
+    primed = threading.Event()
+    worker = threading.Thread(target=lambda: out.append(sample_loop(root_pid, interval, exclude, stop, pss, primed)))
     worker.start()
+    primed.wait(30)  # "ready" once the baseline is taken: the caller's run starts after it
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     sys.stdin.buffer.read()
