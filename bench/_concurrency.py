@@ -41,15 +41,18 @@ from engine.errors import ConfigError
 from engine.execution.runs import RunRequest, execute, prepare
 from engine.records.store import ResultsStore
 
+# Each job's slow URL is its own (``&job=``): pages that share a browser context share its HTTP cache, and
+# Chrome's cache lock serialises concurrent GETs of one URL there -- 8 sessions of a ``page``-isolated browser
+# loading one ``/slow`` URL at once waited for each other until their navigations timed out.
 LATENCY_FLOW: dict[str, Any] = {
     "title": "latency",
     "steps": [
-        {"type": "navigate", "url": "${BASE_URL}/slow?ms=${ms}", "phase": "Wait"},
+        {"type": "navigate", "url": "${BASE_URL}/slow?ms=${ms}&job=${name}", "phase": "Wait"},
         {"type": "navigate", "url": "${BASE_URL}/form.html", "phase": "Open"},
         {"type": "change", "selectors": [["#name"]], "value": "${name}", "phase": "Fill"},
         {"type": "click", "selectors": [["#submit"]], "phase": "Submit",
          "assertedEvents": [{"type": "navigation", "title": "Drover result"}]},
-        {"type": "navigate", "url": "${BASE_URL}/slow?ms=${ms}", "phase": "Wait"},
+        {"type": "navigate", "url": "${BASE_URL}/slow?ms=${ms}&job=${name}", "phase": "Wait"},
     ],
 }
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import orjson
 
-from bench._concurrency import LATENCY_FLOW, shapes
+from bench._concurrency import LATENCY_FLOW, shapes, write_batch
+from navigation.steps.registry import substitute
 from tests.bench.test_bench_cli import bench, real_chromium
 
 
@@ -12,6 +13,18 @@ def test_the_shapes_of_one_concurrency():
     assert [(s.workers, s.sessions) for s in shapes(3, auto=False)] == [(3, 1), (1, 3)]
     waits = [s for s in LATENCY_FLOW["steps"] if s["type"] == "navigate" and "/slow?" in s["url"]]
     assert len(waits) == 2  # two latency-bound navigations around the form
+
+
+def test_every_job_waits_on_a_url_of_its_own(tmp_path):
+    # Pages sharing a context share its HTTP cache, whose lock serialises concurrent GETs of one URL:
+    # with one /slow URL for all, 8 page-isolated sessions of one browser waited each other into timeouts.
+    batch = write_batch(tmp_path, "http://127.0.0.1:1", jobs=3, delay_ms=250)
+    urls = []
+    for line in batch.read_text().splitlines():
+        variables = orjson.loads(line)["vars"]
+        urls.append([substitute(s["url"], variables) for s in LATENCY_FLOW["steps"] if "/slow?" in s.get("url", "")])
+    assert all(u.startswith("http://127.0.0.1:1/slow?ms=250&") for job in urls for u in job)
+    assert len({u for job in urls for u in job}) == 3  # one per job (a job's two waits may share one)
 
 
 @real_chromium
