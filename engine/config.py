@@ -33,6 +33,8 @@ TOML layout (every key optional)::
     backend = "local"        # "local": forked workers; "ray": Ray actors on a cluster (pip install drover[ray])
     ray_address = ""         # the Ray cluster to join ("auto", "HOST:6379"); empty: start a local Ray instance
     lease_ttl = 10.0         # s a cluster lease lasts without a renewal (backend = "ray")
+    ray_queue_depth = 2      # jobs the driver keeps sent to each Ray actor: the next one waits on the actor
+                             # and starts as the last ends (1: sent when the last one's report is back)
     extract_max_bytes = 65536  # cap on one job's extracted data (extract steps), as JSON
     sessions_per_worker = 1  # concurrent jobs per worker on its one browser (1..32; each its own websocket,
                              # context and ownership slot), or "auto": sized to the host's headroom
@@ -123,6 +125,7 @@ class Settings:
     backend: str = "local"
     ray_address: str = ""
     lease_ttl: float = 10.0
+    ray_queue_depth: int = 2
     extract_max_bytes: int = 64 * 1024
     sessions_per_worker: int | str = 1
     autoscale_max_sessions: int = 8
@@ -189,6 +192,9 @@ def validate(s: Settings) -> list[str]:
         p.append(f"engine.failure_screenshots must be 0 or 1, got {s.failure_screenshots}")
     if s.lease_ttl <= 0:
         p.append("engine.lease_ttl must be > 0")
+    d = s.ray_queue_depth
+    if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_QUEUE_DEPTH:
+        p.append(f"engine.ray_queue_depth must be an integer 1 .. {MAX_QUEUE_DEPTH}, got {d!r}")
     if not 2 <= s.extract_max_bytes <= MAX_EXTRACT_BYTES:
         p.append(f"engine.extract_max_bytes must be 2 .. {MAX_EXTRACT_BYTES} (4 MiB), got {s.extract_max_bytes}")
     p += _session_problems(s)
@@ -197,6 +203,7 @@ def validate(s: Settings) -> list[str]:
 
 
 MAX_SESSIONS = 32
+MAX_QUEUE_DEPTH = 4
 AUTO = "auto"
 
 

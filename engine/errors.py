@@ -14,7 +14,8 @@
         │   └── ReportInputError     input        no readable soak summary in the run directory
         ├── ReadinessError           persistence  the readiness verdict or a baseline could not be written
         │   └── ReadinessInputError  input        an unreadable run directory, summary or baseline
-        └── TelemetryError           telemetry    a log sink failed (counted, never fatal to a job)
+        ├── TelemetryError           telemetry    a log sink failed (counted, never fatal to a job)
+        └── WorkerWrittenOff         cdp          a Ray actor refused a queued job: an earlier one raised
 """
 from __future__ import annotations
 
@@ -111,6 +112,13 @@ class ClusterUnavailable(EngineError):
     category = "input"
 
 
+class WorkerWrittenOff(EngineError):
+    """A cluster worker whose job raised refuses the jobs queued behind it (the driver re-queues them)."""
+
+    category = "cdp"
+
+
 __all__ = ["EngineError", "ConfigError", "BatchInputError", "ResultsStoreError", "StaleLease", "StateBusy", "RunDirError",
            "ReportError", "ReportInputError",
-           "ReadinessError", "ReadinessInputError", "TelemetryError", "ClusterUnavailable"]
+           "ReadinessError", "ReadinessInputError", "TelemetryError", "ClusterUnavailable",
+           "WorkerWrittenOff"]

@@ -11,6 +11,11 @@ remote actors.
 Messages are tuples whose first item names them (``("ready", i)``,
 ``("done", i, report, ...)``, ``("job", job_id)``, ``("stop",)``); the
 supervisor dispatches them to ``msg_<name>`` methods.
+
+A worker is ``consumers`` consumers to the supervisor, each announcing
+``("ready", i, n)`` and reporting ``("done", ..., n)``: the local backend's
+sessions (jobs at once), or the Ray backend's queue (jobs sent ahead, run
+one after another; ``("started", i, n)`` says when a queued one begins).
 """
 from __future__ import annotations
 
@@ -45,6 +50,8 @@ class SafetyTotals:
 
 
 class WorkerBackend(Protocol):
+    consumers: int  # consumers per worker (see the module docstring); the supervisor keeps a book for each
+
     def open(self, run_dir: Path, epoch_floor: int) -> None:
         """Create the run's coordination state (leases/slots start at ``epoch_floor``) before any start()."""
 

@@ -53,6 +53,7 @@ class ForkedWorkers:
         self._children: dict[int, _Child] = {}
         self._slots = slots          # workers: heartbeats and contention rows
         self._sessions = sessions    # ownership-table slots per worker
+        self.consumers = sessions    # each session takes jobs of its own
         self.table: OwnershipTable | None = None
         self._telemetry: ContentionTelemetry | None = None
 

@@ -30,7 +30,10 @@ job by the scheduler as a :class:`WorkerView` of its own (index
 The book per session is a :class:`SessionBook`; heartbeats, deaths, kills
 and restarts stay per worker, so a dead worker's jobs — one per busy
 session — are all closed as ``lost`` and re-queued, and its K slots
-reclaimed.  A drain waits for every session's job.
+reclaimed.  A drain waits for every session's job.  A Ray actor's
+consumers are its queue (``engine.ray_queue_depth``): the jobs sent ahead
+to it run one after another, and a queued job's deadline counts from its
+``("started", ...)``, not from its send.
 """
 from __future__ import annotations
 
@@ -92,7 +95,8 @@ class Supervisor:
         self.credentials_path = credentials_path
         self.on_progress = on_progress
         self.workers_n = settings.effective_workers
-        self.sessions_n = settings.session_slots
+        # Consumers per worker: its sessions, or (a Ray actor) the jobs the backend keeps sent ahead to it.
+        self.sessions_n = settings.session_slots if backend is None else backend.consumers
         self.gate = autoscale_gate(settings, self.workers_n) if settings.sessions_auto else None
         self.scheduler: Scheduler = scheduler if scheduler is not None else FifoScheduler(
             job_ids, lambda job_id: batch.job(job_id).credential)
@@ -138,14 +142,15 @@ class Supervisor:
         self._store = ResultsStore(self.store_path)
         # A new lifetime of the run: its epochs start above every epoch the run ever used (resumes included),
         # and the store fences off every lease granted before.
-        slots = [f"slot:{i}" for i in range(self.workers_n * self.sessions_n)]  # one per session of each worker
+        slots = [f"slot:{i}" for i in range(self.workers_n * self.settings.session_slots)]  # one per session
         self.generation = self._store.begin_generation(self.run_id, slots)
         self.backend.open(self.run_dir, self.generation.epoch_floor)
         status = "completed"
         try:
             with bind(run_id=self.run_id, correlation_id=self.run_id, worker="supervisor"):
                 ops.info("supervisor started", extra={"event": "supervisor_started", "workers": self.workers_n,
-                                                      "sessions_per_worker": self.sessions_n,
+                                                      "sessions_per_worker": self.settings.session_slots,
+                                                      "consumers_per_worker": self.sessions_n,
                                                       "jobs": self.progress.total, "pid": os.getpid(),
                                                       "generation": self.generation.generation,
                                                       "epoch_floor": self.generation.epoch_floor})
@@ -234,6 +239,12 @@ class Supervisor:
                                         "session": f"s{handle.view(number).index}",
                                         "queued": len(self.scheduler)})
         self._send(handle, ("job", job_id, number))
+
+    def msg_started(self, handle: WorkerHandle, _index: int, number: int = 0) -> None:
+        """A job sent ahead to ``number`` began (the one before it ended): its deadline counts from now."""
+        book = handle.sessions[number]
+        if book.job is not None:
+            book.job_started = time.monotonic()
 
     def msg_done(self, handle: WorkerHandle, _index: int, report: JobReport, forced_reconnects: int,
                  seconds: float, telemetry_lost: dict[str, int], number: int = 0) -> None:

@@ -152,6 +152,8 @@ def test_wrong_types_are_errors_naming_file_and_key(places, line, expected):
     ('[engine]\nsessions_per_worker = "auto"\nbackend = "ray"', "the ray backend runs one session per actor"),
     ('[engine]\nsessions_per_worker = "lots"', 'must be an integer 1 .. 32 or "auto", got \'lots\''),
     ("[autoscale]\nmax_sessions = 0", "autoscale.max_sessions must be 1 .. 32"),
+    ("[engine]\nray_queue_depth = 0", "engine.ray_queue_depth must be an integer 1 .. 4, got 0"),
+    ("[engine]\nray_queue_depth = 5", "engine.ray_queue_depth must be an integer 1 .. 4, got 5"),
     ("[autoscale]\ncpu_target = 1.5", "autoscale.cpu_target must be in (0, 1]"),
     ("[autoscale]\ninterval = 0.01", "autoscale.interval must be 0.1 .. 60 s"),
 ])
@@ -181,13 +183,13 @@ def test_every_setting_can_be_set_from_the_file(places):
         '[engine]\nworkers = 3\nstate_dir = "st"\nmode = "legacy"\nheartbeat_timeout = 9.5\ndrain_grace = 2.5\n'
         'job_isolation = "page"\nrecycle_after_jobs = 7\nmax_browser_rss_mb = 900\nseed = 42\nlock_timeout = 3.0\n'
         'credentials = "c.json"\nfailure_screenshots = 0\nbackend = "ray"\nray_address = "auto"\nlease_ttl = 4.0\n'
-        'extract_max_bytes = 1000\nsessions_per_worker = 1\n[retry]\nbase = 0.1\ncap = 0.2\njitter = "equal"\n'
+        'ray_queue_depth = 3\nextract_max_bytes = 1000\nsessions_per_worker = 1\n[retry]\nbase = 0.1\ncap = 0.2\njitter = "equal"\n'
         '[autoscale]\nmax_sessions = 5\ncpu_target = 0.7\nmemory_floor_mb = 256\ninterval = 2.0\n'
         '[browser]\nextra_args = ["--lang=de-DE"]\nheadless = false\nendpoints = ["http://127.0.0.1:9222"]\n')
     loaded = places.load()
     assert loaded.settings == Settings(3, "st", "legacy", 9.5, 2.5, "page", 7, 900, 42, 3.0, "c.json", 0.1, 0.2,
                                        "equal", failure_screenshots=0, backend="ray", ray_address="auto",
-                                       lease_ttl=4.0, extract_max_bytes=1000, sessions_per_worker=1,
+                                       lease_ttl=4.0, ray_queue_depth=3, extract_max_bytes=1000, sessions_per_worker=1,
                                        autoscale_max_sessions=5, autoscale_cpu_target=0.7,
                                        autoscale_memory_floor_mb=256, autoscale_interval=2.0,
                                        browser_extra_args=("--lang=de-DE",),

@@ -49,6 +49,7 @@ from coordination.errors import LockTimeout
 from coordination.leases import Grant, LeaseLost
 from coordination.telemetry_context import STREAMS, bind, stream_logger
 from engine.config import Settings
+from engine.errors import WorkerWrittenOff
 from engine.execution import assembly
 from engine.execution.cluster.store import CoordinatorStore, RoundTrips, import_ray, unwrap
 from engine.execution.executor import Coordination
@@ -189,7 +190,21 @@ class LeaseCoordination(Coordination):
                                 resource=resource, holder=self.holder, epoch=held[0] if held else None)
             if held is not None and time.monotonic() < held[1]:
                 return Lease(resource, held[0])
-        grant, _ = self._acquire(resource, self.lock_timeout)
+        if held is not None:
+            # Ours once, lapsed on this clock: one ask, no waiting.  Held by another (our replacement) means it
+            # was reclaimed; waiting in line for it would keep a job the driver sent ahead to this actor (see
+            # the backend's queue) — and the credential lease it took first — until the lock timeout.
+            sent = time.monotonic()
+            grant = self.trips.call(lambda: self.coordinator.acquire.remote(resource, self.holder))
+            if grant is None:
+                with self._lock:
+                    self._written_off = True
+                raise LeaseLost(f"{self.holder}: {resource} is held by another: written off",
+                                resource=resource, holder=self.holder, epoch=held[0])
+            with self._lock:
+                self._held[resource] = (grant.epoch, sent + SAFETY * grant.ttl)
+        else:
+            grant, _ = self._acquire(resource, self.lock_timeout)
         if held is not None and held[0] != grant.epoch:
             with self._lock:
                 self._written_off = True
@@ -298,6 +313,7 @@ class ClusterWorker:
                 worker_name=self.name, profile_owner=f"{self.node}-{self.name}")
             ops.info("worker started", extra={"event": "worker_started", "pid": os.getpid(), "node": self.node})
         self.batch = batch
+        self._failed: str | None = None  # what an earlier job raised: this actor runs nothing more (see run)
 
     def _bound(self) -> Any:
         return bind(run_id=self.run_id, correlation_id=self.run_id, worker=self.name, session=f"s{self.index}")
@@ -326,6 +342,16 @@ class ClusterWorker:
                 "warm_s": round(time.monotonic() - self._ready_at, 3)}
 
     def run(self, job_id: str, first_attempt: int | None = None) -> tuple:
+        """Run one job; raise what it raised.  After a job that raised, refuse every later one.
+
+        The driver keeps jobs queued on the actor (``ray_queue_depth``), and
+        a job that raised is a dead worker to it: it re-queues every job of
+        this actor's queue and kills the actor.  Until the kill lands, this
+        actor would otherwise start the next queued job, which by then also
+        runs elsewhere.
+        """
+        if self._failed is not None:
+            raise WorkerWrittenOff(f"{self.holder}: job {job_id} not run: an earlier job raised ({self._failed})")
         t0 = time.monotonic()
         n0, s0 = self.trips.n, self.trips.seconds
         self.store.expect(job_id, first_attempt)
@@ -333,6 +359,9 @@ class ClusterWorker:
             try:
                 report = self.executor.run(self.batch.job(job_id))
                 self.store.settle()  # every attempt ends in a finish, which takes its start; this is the check
+            except BaseException as exc:
+                self._failed = f"{type(exc).__name__} in job {job_id}"
+                raise
             finally:
                 self.store.expect(job_id, None)
                 self.store.drop_unsettled()

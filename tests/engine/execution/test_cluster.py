@@ -432,3 +432,115 @@ def test_a_start_the_coordinator_refused_is_raised_before_the_attempts_end_is_se
     db = sqlite3.connect(path)
     assert db.execute("SELECT job_id, outcome FROM outcomes WHERE run_id = 'r-start'").fetchall() == [("j0", "passed")]
     assert db.execute("SELECT job_id FROM attempts WHERE run_id = 'r-start'").fetchall() == [("j0",)]
+
+
+# -- the driver's queue of jobs on each actor (engine.ray_queue_depth) -------------------------------------------
+
+
+def _job_times(run_dir: Path) -> tuple[dict, dict, dict]:
+    """When each job was sent (driver), its attempt began and it finished (actor): ISO stamps, one host's clock."""
+    sent = {r["job_id"]: r["ts"] for r in _events(run_dir, "operational") if r.get("event") == "job_assigned"}
+    domain = _events(run_dir, "domain")
+    began = {r["job_id"]: r["ts"] for r in domain if r.get("event") == "attempt_started"}
+    ended = {r["job_id"]: r["ts"] for r in domain if r.get("event") == "job_finished"}
+    return sent, began, ended
+
+
+def test_the_driver_keeps_the_next_job_queued_on_each_actor(cluster, site, tmp_path):
+    _nodes_back(cluster)
+    batch = write_batch(tmp_path, site, 4, SLOW_FLOW, extra_vars={"ms": "400"})
+    jobs = [f"job-{i:03d}" for i in range(4)]
+    summary, prepared, _ = _run(tmp_path, batch, backend="ray", workers=1)  # the default: 2
+    assert summary.outcomes == {"passed": 4, "failed": 0, "pending": 0}
+    sent, began, ended = _job_times(prepared.run_dir)
+    for ahead, queued in zip(jobs, jobs[1:]):  # one actor, jobs in batch order
+        assert sent[queued] < ended[ahead] <= began[queued], (ahead, queued, sent, began, ended)
+    # ray_queue_depth = 1: the next job is sent only once the report of the one ahead is back
+    summary, prepared, _ = _run(tmp_path, batch, backend="ray", workers=1, ray_queue_depth=1)
+    assert summary.outcomes == {"passed": 4, "failed": 0, "pending": 0}
+    sent, began, ended = _job_times(prepared.run_dir)
+    for ahead, queued in zip(jobs, jobs[1:]):
+        assert ended[ahead] < sent[queued] < began[queued], (ahead, queued, sent, began, ended)
+
+
+class KillWithAJobQueued(SupervisorHooks):
+    """SIGKILL the actor while it runs one job (its attempt open in the store) and has the next one queued."""
+
+    def __init__(self) -> None:
+        self.killed: tuple[str, str] | None = None  # (running job, queued job)
+
+    def on_tick(self, sup) -> None:
+        if self.killed is not None:
+            return
+        for h in sup.workers.values():
+            jobs = [b.job for b in h.running()]
+            if len(jobs) != 2 or not h.pid:
+                continue
+            with contextlib.closing(sqlite3.connect(f"file:{sup.store_path}?mode=ro", uri=True, timeout=1)) as con:
+                open_ = {j for (j,) in con.execute("SELECT job_id FROM attempts WHERE run_id = ? AND outcome IS NULL",
+                                                   (sup.run_id,))}
+                tried = {j for (j,) in con.execute("SELECT job_id FROM attempts WHERE run_id = ?", (sup.run_id,))}
+            running = [j for j in jobs if j in open_]
+            queued = [j for j in jobs if j not in tried]
+            if len(running) == 1 and len(queued) == 1:
+                os.kill(h.pid, signal.SIGKILL)
+                self.killed = (running[0], queued[0])
+                return
+
+
+def test_an_actor_killed_with_a_job_queued_loses_only_the_running_attempt(cluster, site, tmp_path):
+    _nodes_back(cluster)
+    batch = write_batch(tmp_path, site, 5, SLOW_FLOW, extra_vars={"ms": "800"}, retries=1)
+    hook = KillWithAJobQueued()
+    summary, prepared, state = _run(tmp_path, batch, backend="ray", workers=1, hooks=hook, lease_ttl=6.0)
+    assert hook.killed is not None, "never found the actor running one job with the next queued"
+    running, queued = hook.killed
+    con = _db(state)
+    run = prepared.run_id
+    rows = con.execute("SELECT job_id, outcome FROM outcomes WHERE run_id = ?", (run,)).fetchall()
+    assert len(rows) == 5 and {o for _, o in rows} == {"passed"}, rows  # nothing lost, each once
+    lost = con.execute("SELECT job_id FROM attempts WHERE run_id = ? AND outcome = 'lost'", (run,)).fetchall()
+    assert lost == [(running,)], lost  # the queued job never began on the dead actor: no attempt of it lost
+    queued_attempts = con.execute("SELECT worker, outcome FROM attempts WHERE run_id = ? AND job_id = ?",
+                                  (run, queued)).fetchall()
+    assert queued_attempts == [("w0", "passed")], queued_attempts  # run once, by the replacement
+    assert summary.unowned_uses == 0 and summary.duplicates == 0
+    reclaimed = [r for r in _events(prepared.run_dir, "audit") if r.get("event") == "slot_reclaimed"]
+    assert reclaimed and all(r["new_epoch"] > r["old_epoch"] for r in reclaimed), reclaimed
+
+
+def test_a_lapsed_holder_whose_slot_went_to_its_replacement_gives_up_at_once(cluster, tmp_path):
+    """A job queued on a written-off actor asks for the slot once and stops: it neither waits in line for it
+    (up to the lock timeout) nor keeps the credential lease it took first."""
+    from coordination.leases import LeaseLost  # noqa: PLC0415
+    from engine.execution.cluster.coordinator import Coordinator  # noqa: PLC0415
+    from engine.execution.cluster.worker import LeaseCoordination  # noqa: PLC0415
+    from engine.records.store import ResultsStore  # noqa: PLC0415
+
+    path = tmp_path / "results.sqlite"
+    with ResultsStore(path) as store:
+        store.create_run("r-gone", batch="b.jsonl", mode="parallel", workers=1, run_dir=str(tmp_path),
+                         jobs=[("j0", 1, "f.json", {})])
+        floor = store.begin_generation("r-gone", ["slot:0"]).epoch_floor
+    ttl = 1.0
+    coordinator = ray.remote(Coordinator).options(num_cpus=0).remote(str(path), "r-gone", floor, ttl)
+    try:
+        ray.get(coordinator.ping.remote())
+        old = LeaseCoordination(coordinator, 0, "w0#old", ttl=ttl, lock_timeout=30)  # no heartbeat thread
+        with old.session() as lease:
+            pass
+        time.sleep(ttl * 1.3)  # lapsed everywhere; the driver's sweep reclaims it and the replacement takes it
+        assert [r.resource for r in ray.get(coordinator.sweep.remote())] == ["slot:0"]
+        assert ray.get(coordinator.acquire.remote("slot:0", "w0#new")).epoch > lease.epoch
+        t0 = time.monotonic()
+        with pytest.raises(LeaseLost, match="held by another: written off"):
+            with old.credential("site/alice"), old.session():
+                pytest.fail("a written-off holder ran a job")
+        assert time.monotonic() - t0 < 5  # one ask, not a wait for the 30-s lock timeout
+        assert ray.get(coordinator.acquire.remote("cred:site/alice", "w1#x")) is not None  # given back
+        with pytest.raises(LeaseLost, match="written off"):
+            with old.session():
+                pass
+    finally:
+        ray.get(coordinator.close.remote())
+        ray.kill(coordinator)

@@ -21,6 +21,8 @@ RUN = "r-backend"
 class ScriptedBackend:
     """Workers that exist only as a script: ``on_job(index, job_id)`` decides what happens to each job."""
 
+    consumers = 1  # one job at a time per worker
+
     def __init__(self, on_job) -> None:
         self.on_job = on_job
         self.queue: list[WorkerEvent] = []
