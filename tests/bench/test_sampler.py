@@ -35,16 +35,16 @@ def test_the_tree_under_the_root_is_sampled_without_the_excluded_subtree_nor_cpu
     at_once.touch()
     root = subprocess.Popen([sys.executable, "-c", ROOT, str(go), str(at_once)], stdout=subprocess.PIPE, text=True)
     everyone = [psutil.Process(root.pid)]
+    stop, primed = threading.Event(), threading.Event()  # stopped however the test ends: a failure must not hang
     try:
         kept, left_out, early = map(int, root.stdout.readline().split())
         wait_for(lambda: all(len(psutil.Process(p).children()) == 1 for p in (kept, left_out, early)), 20,
                  "the grandchildren to start")
         everyone += psutil.Process(root.pid).children(recursive=True)
         wait_for(lambda: sum(psutil.Process(early).cpu_times()[:2]) > 0.55, 20, "the early child's burn")
-        stop, primed = threading.Event(), threading.Event()
         out = []
         worker = threading.Thread(target=lambda: out.append(
-            sample_loop(root.pid, 0.05, {left_out}, stop, primed=primed)))
+            sample_loop(root.pid, 0.05, {left_out}, stop, primed=primed)), daemon=True)
         worker.start()
         assert primed.wait(10)
         go.touch()
@@ -59,6 +59,7 @@ def test_the_tree_under_the_root_is_sampled_without_the_excluded_subtree_nor_cpu
         assert 0.4 < sample.cpu_s < 0.9, sample
         assert sample.peak_rss > 0
     finally:
+        stop.set()
         for proc in everyone:  # the processes this test started, and theirs, by pid
             try:
                 proc.kill()

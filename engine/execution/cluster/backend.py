@@ -52,17 +52,20 @@ from typing import Any
 from coordination import ContentionSnapshot, WaitStats, WorkerStats
 from coordination.telemetry_context import stream_logger
 from engine.config import Settings
-from engine.errors import ClusterUnavailable
+from engine.errors import ClusterUnavailable, StaleLease
 from engine.execution.cluster import instance
 from engine.execution.backend import Reclaim, SafetyTotals, WorkerEvent
 from engine.execution.cluster.coordinator import Coordinator
+from engine.execution.cluster.store import unwrap
 from engine.execution.cluster.worker import SHARED_MARKER, ClusterWorker, PluginSpec
 from engine.records import rundir
 from engine.records.batch import Batch
 from engine.records.reader import StateReader
+from engine.records.store import DuplicateOutcome
 
 ops = stream_logger("operational", __name__)
 audit = stream_logger("audit", __name__)
+domain = stream_logger("domain", __name__)
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 0.5
@@ -70,8 +73,9 @@ SWEEP_EVERY_S = 0.5
 @dataclass(slots=True)
 class _Call:
     ref: Any                    # its ObjectRef
-    kind: str                   # what it answers: ready | done | stop
+    kind: str                   # what it answers: ready | done | confirm (a done's outcome recorded) | stop
     number: int = 0             # the place in the actor's queue it was sent for (a "done")
+    payload: Any = None         # a confirm's: the job's report, answered once the outcome is recorded
 
 
 @dataclass(slots=True)
@@ -245,17 +249,43 @@ class RayWorkers:
                 value = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError,
                     ray.exceptions.ObjectLostError) as exc:
-                ops.error("cluster worker failed", extra={"event": "cluster_worker_failed", "worker_index": index,
-                                                          "error": repr(exc)[:500], "queued": len(actor.calls)})
-                actor.exit_code = -9
-                actor.calls.clear()  # the jobs queued behind it are the supervisor's to re-queue
-                if actor.handle is not None:  # a call that raised leaves the actor alive: it takes nothing more
-                    ray.kill(actor.handle, no_restart=True)
-                self._dead_holders.append(actor.holder)
-                events.append(WorkerEvent(index, None))
+                if call.kind == "confirm" and isinstance(unwrap(exc), DuplicateOutcome):
+                    value = self._duplicate(call, unwrap(exc))
+                else:
+                    events.append(self._failed(index, actor, call, exc))
+                    continue
+            if call.kind == "done" and value[7] is not None:
+                # The job's outcome was sent without waiting: it is done once the coordinator says it is recorded
+                # (the actor runs the next job meanwhile).  Its answer is the next to wait for.
+                actor.calls.insert(0, _Call(value[7], "confirm", call.number, value))
                 continue
             events.extend(self._answer(index, actor, call, value))
         return events
+
+    def _failed(self, index: int, actor: _Actor, call: _Call, exc: BaseException) -> WorkerEvent:
+        """A call failed (the actor or its node died, a job raised, its outcome was refused): a death."""
+        cause = unwrap(exc)
+        if call.kind == "confirm" and isinstance(cause, StaleLease):  # (a worker logs its own refused writes)
+            audit.error("stale write refused by the store", extra={
+                "event": "stale_write_refused", "job_id": cause.job_id, "attempt": cause.attempt,
+                "resource": cause.resource, "epoch": cause.epoch, "fence": cause.fence, "worker": f"w{index}"})
+        ops.error("cluster worker failed", extra={"event": "cluster_worker_failed", "worker_index": index,
+                                                  "call": call.kind, "error": repr(exc)[:500],
+                                                  "queued": len(actor.calls)})
+        actor.exit_code = -9
+        actor.calls.clear()  # the jobs queued behind it are the supervisor's to re-queue
+        if actor.handle is not None:  # a call that raised leaves the actor alive: it takes nothing more
+            self.ray.kill(actor.handle, no_restart=True)
+        self._dead_holders.append(actor.holder)
+        return WorkerEvent(index, None)
+
+    @staticmethod
+    def _duplicate(call: _Call, exc: BaseException) -> None:
+        """The job's outcome was already recorded (a duplicate refused): reported as such, as the executor does."""
+        report = call.payload[0]
+        report.duplicate = True
+        domain.error("duplicate outcome refused", extra={"event": "duplicate_outcome", "job_id": report.job_id,
+                                                          "error": str(exc)})
 
     def _answer(self, index: int, actor: _Actor, call: _Call, value: Any) -> list[WorkerEvent]:
         if call.kind == "ready":
@@ -270,12 +300,14 @@ class RayWorkers:
                 "prestarted": value.get("process_age_s", 0.0) > wait_s,
                 "preloaded": bool(value.get("preloaded"))})
             return [WorkerEvent(index, ("ready", index, n)) for n in range(self.consumers)]
-        if call.kind == "stop":
+        if call.kind == "confirm":
+            value = call.payload
+        elif call.kind == "stop":
             self._ship(value, {})
             actor.exit_code = 0
             self.ray.kill(actor.handle, no_restart=True)
             return [WorkerEvent(index, None)]
-        report, forced, seconds, losses, lines, artifacts, safety = value
+        report, forced, seconds, losses, lines, artifacts, safety, _ = value
         self._ship(lines, artifacts)
         self._unowned_by[actor.holder] = safety["unowned_uses"]
         self._lapsed_by[actor.holder] = safety["lapsed_stops"]
@@ -330,7 +362,7 @@ class RayWorkers:
                 z.calls.pop(0)
                 try:
                     value = self.ray.get(done[0])
-                    if isinstance(value, tuple) and len(value) == 7:  # its logs still belong to the run
+                    if isinstance(value, tuple) and len(value) == 8:  # its logs still belong to the run
                         self._ship(value[4], value[5])
                     ops.error("a written-off worker finished its job; its writes were fenced", extra={
                         "event": "zombie_returned", "holder": z.holder})

@@ -71,6 +71,16 @@ class CoordinatorStore:
     a lease not held) is raised before the end is sent — the attempt
     records nothing more, and the executor handles the refusal as the
     end's own (a stale write, logged and raised).
+
+    A job's *final* end (its outcome) is sent without waiting too: the
+    worker hands its answer to the driver with the job's report
+    (:meth:`take_final`), and the driver counts the job done only once the
+    answer says the outcome is recorded (see the backend's ``confirm``).
+    The worker meanwhile starts the next job queued on it — that job's
+    writes reach the coordinator after this one's (one caller's calls to
+    an actor run in the order they were sent).  A refusal comes back to the
+    driver instead of the executor: a duplicate is marked on the report, a
+    stale write is the worker's death (as it was raised before).
     """
 
     def __init__(self, coordinator: Any, holder: str, trips: RoundTrips | None = None) -> None:
@@ -79,6 +89,7 @@ class CoordinatorStore:
         self.trips = trips or RoundTrips()
         self._next: dict[str, int] = {}  # job -> its next attempt number, when known without asking
         self._started: dict[tuple[str, int], Any] = {}  # (job, attempt) -> the start's answer, not yet taken
+        self._final: dict[str, Any] = {}  # job -> the answer to its final end, for the driver (take_final)
 
     def _call(self, method: str, *args: Any, **kw: Any) -> Any:
         ray = import_ray()
@@ -113,7 +124,15 @@ class CoordinatorStore:
 
     def finish_attempt(self, run_id: str, job_id: str, attempt: int, lease: Lease, **kw: Any) -> None:
         self._take_start(job_id, attempt)
+        if kw.get("final"):
+            self._final[job_id] = self.coordinator.finish_attempt.remote(run_id, job_id, attempt, lease,
+                                                                         self.holder, **kw)
+            return
         self._call("finish_attempt", run_id, job_id, attempt, lease, self.holder, **kw)
+
+    def take_final(self, job_id: str) -> Any:
+        """The answer (an ObjectRef) to the job's final end, sent without waiting; None if none was sent."""
+        return self._final.pop(job_id, None)
 
     def _take_start(self, job_id: str, attempt: int) -> None:
         ref = self._started.pop((job_id, attempt), None)
@@ -131,8 +150,10 @@ class CoordinatorStore:
             self._take_start(job_id, attempt)
 
     def drop_unsettled(self) -> None:
-        """Forget the starts of a job that ended in an error (the error is what the driver gets)."""
+        """Forget the starts and final end of a job that ended in an error (the error is what the driver gets;
+        the store says whether its outcome was recorded)."""
         self._started.clear()
+        self._final.clear()
 
     def close(self) -> None:
         return

@@ -359,6 +359,7 @@ class ClusterWorker:
             try:
                 report = self.executor.run(self.batch.job(job_id))
                 self.store.settle()  # every attempt ends in a finish, which takes its start; this is the check
+                final = self.store.take_final(job_id)
             except BaseException as exc:
                 self._failed = f"{type(exc).__name__} in job {job_id}"
                 raise
@@ -371,7 +372,7 @@ class ClusterWorker:
                 "round_trip_ms": round((self.trips.seconds - s0) * 1000, 3), "job_ms": round(seconds * 1000, 3)})
         return (report, self.lifecycle.stats.forced_reconnects, seconds, telemetry_streams.local_losses(),
                 self._new_lines(), self._artifacts(job_id),
-                {"unowned_uses": self.coord.unowned_uses, "lapsed_stops": self.coord.lapsed_stops})
+                {"unowned_uses": self.coord.unowned_uses, "lapsed_stops": self.coord.lapsed_stops}, final)
 
     def _new_lines(self) -> dict[str, bytes]:
         out = {}

@@ -420,7 +420,10 @@ def test_a_start_the_coordinator_refused_is_raised_before_the_attempts_end_is_se
         assert trips.n == 0  # not waited for
         ok.finish_attempt("r-start", "j0", 1, Lease("slot:0", grant.epoch), outcome="passed", final=True,
                           worker="w0")
-        assert trips.n == 1
+        assert trips.n == 0  # the final end is not waited for either: its answer goes to the driver
+        final = ok.take_final("j0")
+        assert final is not None and ok.take_final("j0") is None
+        ray.get(final)  # recorded (a refusal would raise here, on the driver)
         stale = CoordinatorStore(coordinator, "w0#stale", RoundTrips())  # holds nothing
         stale.start_attempt("r-start", "j1", 1, "w0", lease=Lease("slot:0", grant.epoch))
         with pytest.raises(LeaseLost):
@@ -544,3 +547,41 @@ def test_a_lapsed_holder_whose_slot_went_to_its_replacement_gives_up_at_once(clu
     finally:
         ray.get(coordinator.close.remote())
         ray.kill(coordinator)
+
+
+@ray.remote
+def _refuse(kind: str) -> None:
+    from engine.errors import StaleLease  # noqa: PLC0415
+    from engine.records.store import DuplicateOutcome  # noqa: PLC0415
+
+    if kind == "duplicate":
+        raise DuplicateOutcome("job 'j0' already has a final outcome in run 'r'")
+    if kind == "stale":
+        raise StaleLease(job_id="j0", attempt=1, resource="slot:0", epoch=3, fence=4, write="finish")
+
+
+@pytest.mark.parametrize("answer", ["recorded", "duplicate", "stale"])
+def test_a_job_is_done_for_the_driver_only_once_its_outcome_is_recorded(cluster, tmp_path, answer):
+    """The actor sends its job's outcome without waiting and returns; the driver waits for that answer: recorded,
+    the job is done; a duplicate, done and marked so; a stale write, the actor's death (its jobs re-queued)."""
+    from engine.execution.cluster.backend import RayWorkers, _Actor, _Call  # noqa: PLC0415
+    from engine.execution.executor import JobReport  # noqa: PLC0415
+    from engine.records.batch import Batch  # noqa: PLC0415
+
+    workers = RayWorkers(1, settings=Settings(backend="ray", ray_address="auto"), batch=Batch("b.jsonl", (), {}, {}), run_id="r",
+                         state_dir=str(tmp_path), store_path=str(tmp_path / "results.sqlite"), seed=1,
+                         credentials_path=None)
+    workers.run_dir = tmp_path
+    report = JobReport("j0", "passed", 1, None, 12.0, "f")
+    final = _refuse.remote(answer)
+    ray.wait([final])  # answered: the second poll below finds it
+    value = ray.put((report, 0, 0.5, {}, {}, {}, {"unowned_uses": 0, "lapsed_stops": 0}, final))
+    workers._actors[0] = _Actor(None, "w0#t", calls=[_Call(value, "done", 1)])
+    assert workers.poll(5.0) == []  # the report is in; the outcome's answer is not taken yet
+    events = [e.message for e in workers.poll(5.0)]
+    if answer == "stale":
+        assert events == [None] and workers.exit_code(0) == -9 and workers._dead_holders == ["w0#t"]
+        return
+    assert [m[0] for m in events] == ["done", "ready"] and events[0][-1] == 1 and events[1] == ("ready", 0, 1)
+    done = events[0][2]  # the report as the actor returned it
+    assert (done.job_id, done.outcome, done.duplicate) == ("j0", "passed", answer == "duplicate")
