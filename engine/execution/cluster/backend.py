@@ -17,21 +17,7 @@ death for the supervisor, which requeues its job and starts a replacement
 refused by the store's fence and counted, which is the point of fencing.
 Such zombies are killed when their call returns, or at close.
 
-The queue (``engine.ray_queue_depth``, default 2): the driver keeps that
-many jobs sent to each actor, which runs them one after another (an
-actor runs its calls in the order they were sent), so the next job starts
-as the last one ends instead of after its report has reached the driver
-and the next job has come back: measured on the form batch, the gap
-between one job's end and the next one's start in the store was 36 ms a
-job on Ray against 13 for a forked worker.  To the supervisor each place
-in the queue is a consumer (``("ready", i, n)``, ``("done", ..., n)``);
-``("started", i, n)`` says when a queued job begins, so its deadline does
-not count the wait.  A queued job is never run by an actor the driver has
-given up: an actor whose call raised refuses every later one
-(:meth:`~.worker.ClusterWorker.run`), a killed or dead one runs nothing,
-and a written-off one finds its slot lease reclaimed before it sends
-anything (its own clock no longer trusts the lease, and the coordinator
-refuses it); the supervisor re-queues every job of the actor's queue.
+The queue of jobs the driver keeps on each actor: see :mod:`._calls`.
 
 Without ``--ray-address`` the driver starts a local Ray instance of its
 own, sized for the run and recorded in the run directory so a resume after
@@ -45,7 +31,6 @@ import math
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +40,7 @@ from engine.config import Settings
 from engine.errors import ClusterUnavailable, StaleLease
 from engine.execution.cluster import instance
 from engine.execution.backend import Reclaim, SafetyTotals, WorkerEvent
+from engine.execution.cluster._calls import Actor as _Actor, Call as _Call
 from engine.execution.cluster.coordinator import Coordinator
 from engine.execution.cluster.store import unwrap
 from engine.execution.cluster.worker import SHARED_MARKER, ClusterWorker, PluginSpec
@@ -69,27 +55,6 @@ domain = stream_logger("domain", __name__)
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 0.5
-
-@dataclass(slots=True)
-class _Call:
-    ref: Any                    # its ObjectRef
-    kind: str                   # what it answers: ready | done | confirm (a done's outcome recorded) | stop
-    number: int = 0             # the place in the actor's queue it was sent for (a "done")
-    payload: Any = None         # a confirm's: the job's report, answered once the outcome is recorded
-
-
-@dataclass(slots=True)
-class _Actor:
-    handle: Any
-    holder: str
-    calls: list[_Call] = field(default_factory=list)  # outstanding, in the order the actor runs them
-    stopped: set[int] = field(default_factory=set)    # places in its queue told to stop
-    stopping: bool = False      # its stop is sent: nothing more is
-    pid: int = 0
-    node: str = ""
-    exit_code: int | None = None
-    asked_at: float = 0.0       # monotonic: when the driver asked for the actor
-
 
 class RayWorkers:
     """Workers as Ray actors; see the module docstring."""

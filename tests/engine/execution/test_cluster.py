@@ -564,7 +564,8 @@ def _refuse(kind: str) -> None:
 def test_a_job_is_done_for_the_driver_only_once_its_outcome_is_recorded(cluster, tmp_path, answer):
     """The actor sends its job's outcome without waiting and returns; the driver waits for that answer: recorded,
     the job is done; a duplicate, done and marked so; a stale write, the actor's death (its jobs re-queued)."""
-    from engine.execution.cluster.backend import RayWorkers, _Actor, _Call  # noqa: PLC0415
+    from engine.execution.cluster._calls import Actor, Call  # noqa: PLC0415
+    from engine.execution.cluster.backend import RayWorkers  # noqa: PLC0415
     from engine.execution.executor import JobReport  # noqa: PLC0415
     from engine.records.batch import Batch  # noqa: PLC0415
 
@@ -576,7 +577,7 @@ def test_a_job_is_done_for_the_driver_only_once_its_outcome_is_recorded(cluster,
     final = _refuse.remote(answer)
     ray.wait([final])  # answered: the second poll below finds it
     value = ray.put((report, 0, 0.5, {}, {}, {}, {"unowned_uses": 0, "lapsed_stops": 0}, final))
-    workers._actors[0] = _Actor(None, "w0#t", calls=[_Call(value, "done", 1)])
+    workers._actors[0] = Actor(None, "w0#t", calls=[Call(value, "done", 1)])
     assert workers.poll(5.0) == []  # the report is in; the outcome's answer is not taken yet
     events = [e.message for e in workers.poll(5.0)]
     if answer == "stale":
