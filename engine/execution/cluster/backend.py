@@ -215,7 +215,8 @@ class RayWorkers:
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError,
                     ray.exceptions.ObjectLostError) as exc:
                 if call.kind == "confirm" and isinstance(unwrap(exc), DuplicateOutcome):
-                    value = self._duplicate(call, unwrap(exc))
+                    self._duplicate(call, unwrap(exc))
+                    value = None  # a confirm is answered with its payload
                 else:
                     events.append(self._failed(index, actor, call, exc))
                     continue

@@ -125,16 +125,22 @@ class LeaseCoordination(Coordination):
         self.lapsed_stops = 0  # sends the guard refused because a lease lapsed or was lost: fencing at work
         self.lease_waits: list[float] = []
 
+    def _ask(self, resource: str) -> Grant | None:
+        """One ask for ``resource``; a grant is trusted from when it was asked for."""
+        sent = time.monotonic()
+        grant = self.trips.call(lambda: self.coordinator.acquire.remote(resource, self.holder))
+        if grant is not None:
+            with self._lock:
+                self._held[resource] = (grant.epoch, sent + SAFETY * grant.ttl)
+                self._lost.discard(resource)
+        return grant
+
     def _acquire(self, resource: str, timeout: float) -> tuple[Grant, float]:
         start = time.monotonic()
         delay = 0.02
         while True:
-            sent = time.monotonic()
-            grant = self.trips.call(lambda: self.coordinator.acquire.remote(resource, self.holder))
+            grant = self._ask(resource)
             if grant is not None:
-                with self._lock:
-                    self._held[resource] = (grant.epoch, sent + SAFETY * grant.ttl)
-                    self._lost.discard(resource)
                 return grant, time.monotonic() - start
             if time.monotonic() - start > timeout:
                 raise LockTimeout(f"{resource} not granted within {timeout:.0f}s", scope=resource, timeout=timeout,
@@ -194,15 +200,12 @@ class LeaseCoordination(Coordination):
             # Ours once, lapsed on this clock: one ask, no waiting.  Held by another (our replacement) means it
             # was reclaimed; waiting in line for it would keep a job the driver sent ahead to this actor (see
             # the backend's queue) — and the credential lease it took first — until the lock timeout.
-            sent = time.monotonic()
-            grant = self.trips.call(lambda: self.coordinator.acquire.remote(resource, self.holder))
+            grant = self._ask(resource)
             if grant is None:
                 with self._lock:
                     self._written_off = True
                 raise LeaseLost(f"{self.holder}: {resource} is held by another: written off",
                                 resource=resource, holder=self.holder, epoch=held[0])
-            with self._lock:
-                self._held[resource] = (grant.epoch, sent + SAFETY * grant.ttl)
         else:
             grant, _ = self._acquire(resource, self.lock_timeout)
         if held is not None and held[0] != grant.epoch:

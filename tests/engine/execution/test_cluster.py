@@ -358,21 +358,32 @@ def test_plugin_modules_are_active_in_the_ray_actors(cluster, site, tmp_path, mo
     assert all(r["href"].endswith("/form.html") for r in ran)
 
 
-def test_a_lease_that_lapsed_while_its_holder_was_busy_is_a_stop_not_an_unowned_use(cluster, tmp_path):
-    """The guard refusing a send on a lapsed lease is fencing at work, not a use: counted as a stop."""
-    from coordination.leases import LeaseLost  # noqa: PLC0415
+@contextlib.contextmanager
+def _coordinator(tmp_path: Path, run_id: str, jobs: list[str], ttl: float):
+    """A run of ``jobs`` in a fresh results store and a coordinator actor on it; closed and killed after."""
     from engine.execution.cluster.coordinator import Coordinator  # noqa: PLC0415
-    from engine.execution.cluster.worker import LeaseCoordination  # noqa: PLC0415
     from engine.records.store import ResultsStore  # noqa: PLC0415
 
     path = tmp_path / "results.sqlite"
     with ResultsStore(path) as store:
-        store.create_run("r-lapse", batch="b.jsonl", mode="parallel", workers=1, run_dir=str(tmp_path),
-                         jobs=[("j0", 1, "f.json", {})])
-        floor = store.begin_generation("r-lapse", ["slot:0"]).epoch_floor
-    ttl = 2.0
-    coordinator = ray.remote(Coordinator).options(num_cpus=0).remote(str(path), "r-lapse", floor, ttl)
+        store.create_run(run_id, batch="b.jsonl", mode="parallel", workers=1, run_dir=str(tmp_path),
+                         jobs=[(j, 1, "f.json", {}) for j in jobs])
+        floor = store.begin_generation(run_id, ["slot:0"]).epoch_floor
+    coordinator = ray.remote(Coordinator).options(num_cpus=0).remote(str(path), run_id, floor, ttl)
     try:
+        yield coordinator, path
+    finally:
+        ray.get(coordinator.close.remote())
+        ray.kill(coordinator)
+
+
+def test_a_lease_that_lapsed_while_its_holder_was_busy_is_a_stop_not_an_unowned_use(cluster, tmp_path):
+    """The guard refusing a send on a lapsed lease is fencing at work, not a use: counted as a stop."""
+    from coordination.leases import LeaseLost  # noqa: PLC0415
+    from engine.execution.cluster.worker import LeaseCoordination  # noqa: PLC0415
+
+    ttl = 2.0
+    with _coordinator(tmp_path, "r-lapse", ["j0"], ttl) as (coordinator, path):
         ray.get(coordinator.ping.remote())  # up (a grant's trust runs from when it was asked for)
         busy = LeaseCoordination(coordinator, 0, "w0#busy", ttl=ttl, lock_timeout=30)  # no heartbeat thread
         with busy.session() as lease:
@@ -394,25 +405,15 @@ def test_a_lease_that_lapsed_while_its_holder_was_busy_is_a_stop_not_an_unowned_
         assert (span["resource"], span["epoch"], span["holder"]) == ("slot:0", lease.epoch, "w0#busy")
         assert span["end"] == "reclaimed: expired"
         assert ray.get(coordinator.acquire.remote("slot:0", "w0#next")).epoch > lease.epoch
-    finally:
-        ray.get(coordinator.close.remote())
-        ray.kill(coordinator)
 
 
 def test_a_start_the_coordinator_refused_is_raised_before_the_attempts_end_is_sent(cluster, tmp_path):
     """The start goes out without waiting; its refusal (a lease not held) stops the end, and nothing is recorded."""
     from coordination.leases import LeaseLost  # noqa: PLC0415
-    from engine.execution.cluster.coordinator import Coordinator  # noqa: PLC0415
     from engine.execution.cluster.store import CoordinatorStore, RoundTrips  # noqa: PLC0415
-    from engine.records.store import Lease, ResultsStore  # noqa: PLC0415
+    from engine.records.store import Lease  # noqa: PLC0415
 
-    path = tmp_path / "results.sqlite"
-    with ResultsStore(path) as store:
-        store.create_run("r-start", batch="b.jsonl", mode="parallel", workers=1, run_dir=str(tmp_path),
-                         jobs=[("j0", 1, "f.json", {}), ("j1", 1, "f.json", {})])
-        floor = store.begin_generation("r-start", ["slot:0"]).epoch_floor
-    coordinator = ray.remote(Coordinator).options(num_cpus=0).remote(str(path), "r-start", floor, 10.0)
-    try:
+    with _coordinator(tmp_path, "r-start", ["j0", "j1"], 10.0) as (coordinator, path):
         grant = ray.get(coordinator.acquire.remote("slot:0", "w0#ok"))
         trips = RoundTrips()
         ok = CoordinatorStore(coordinator, "w0#ok", trips)
@@ -429,9 +430,6 @@ def test_a_start_the_coordinator_refused_is_raised_before_the_attempts_end_is_se
         with pytest.raises(LeaseLost):
             stale.finish_attempt("r-start", "j1", 1, Lease("slot:0", grant.epoch), outcome="passed", final=True,
                                  worker="w0")
-    finally:
-        ray.get(coordinator.close.remote())
-        ray.kill(coordinator)
     db = sqlite3.connect(path)
     assert db.execute("SELECT job_id, outcome FROM outcomes WHERE run_id = 'r-start'").fetchall() == [("j0", "passed")]
     assert db.execute("SELECT job_id FROM attempts WHERE run_id = 'r-start'").fetchall() == [("j0",)]
@@ -516,18 +514,10 @@ def test_a_lapsed_holder_whose_slot_went_to_its_replacement_gives_up_at_once(clu
     """A job queued on a written-off actor asks for the slot once and stops: it neither waits in line for it
     (up to the lock timeout) nor keeps the credential lease it took first."""
     from coordination.leases import LeaseLost  # noqa: PLC0415
-    from engine.execution.cluster.coordinator import Coordinator  # noqa: PLC0415
     from engine.execution.cluster.worker import LeaseCoordination  # noqa: PLC0415
-    from engine.records.store import ResultsStore  # noqa: PLC0415
 
-    path = tmp_path / "results.sqlite"
-    with ResultsStore(path) as store:
-        store.create_run("r-gone", batch="b.jsonl", mode="parallel", workers=1, run_dir=str(tmp_path),
-                         jobs=[("j0", 1, "f.json", {})])
-        floor = store.begin_generation("r-gone", ["slot:0"]).epoch_floor
     ttl = 1.0
-    coordinator = ray.remote(Coordinator).options(num_cpus=0).remote(str(path), "r-gone", floor, ttl)
-    try:
+    with _coordinator(tmp_path, "r-gone", ["j0"], ttl) as (coordinator, path):
         ray.get(coordinator.ping.remote())
         old = LeaseCoordination(coordinator, 0, "w0#old", ttl=ttl, lock_timeout=30)  # no heartbeat thread
         with old.session() as lease:
@@ -544,9 +534,6 @@ def test_a_lapsed_holder_whose_slot_went_to_its_replacement_gives_up_at_once(clu
         with pytest.raises(LeaseLost, match="written off"):
             with old.session():
                 pass
-    finally:
-        ray.get(coordinator.close.remote())
-        ray.kill(coordinator)
 
 
 @ray.remote
