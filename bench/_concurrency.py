@@ -13,7 +13,8 @@ The same batch runs as
 * ``auto``    one worker that sizes its sessions itself (``sessions_per_worker = "auto"``,
               at most W: the same ceiling as the fixed shapes),
 
-alternating the order every round, and reports throughput, p50/p95 job
+alternating the order every round (with ``--chromium`` given twice or more, every shape on every browser,
+side by side in the same rounds), and reports throughput, p50/p95 job
 latency (from the results store) and the peak PSS of the whole process
 tree (proportional set size: pages Chromium's processes share are counted
 once, split between them; RSS would count them once per process).
@@ -40,6 +41,8 @@ from engine.config import Settings
 from engine.errors import ConfigError
 from engine.execution.runs import RunRequest, execute, prepare
 from engine.records.store import ResultsStore
+from navigation.errors import ChromiumNotFound
+from navigation.launcher import resolve_binary
 
 # Each job's slow URL is its own (``&job=``): pages that share a browser context share its HTTP cache, and
 # Chrome's cache lock serialises concurrent GETs of one URL there -- 8 sessions of a ``page``-isolated browser
@@ -66,10 +69,11 @@ class Shape:
     sessions: int | str
 
     def settings(self, state_dir: str, isolation: str, *, bound: int = 8,
-                 browser_args: tuple[str, ...] = ()) -> Settings:
-        """``bound``: the autoscaled shape's most sessions per worker (W: the same ceiling as the others)."""
+                 browser_args: tuple[str, ...] = (), binary: str = "") -> Settings:
+        """``bound``: the autoscaled shape's most sessions per worker (W: the same ceiling as the others);
+        ``binary``: the browser (``[browser] binary``; empty: Drover's default lookup)."""
         base = Settings(workers=self.workers, state_dir=state_dir, job_isolation=isolation,
-                        browser_extra_args=browser_args)
+                        browser_extra_args=browser_args, browser_binary=binary)
         if "sessions_per_worker" not in Settings.__dataclass_fields__:
             if self.sessions != 1:
                 raise ConfigError("this engine has no sessions_per_worker setting")
@@ -90,6 +94,7 @@ def shapes(w: int, *, auto: bool = True) -> list[Shape]:
 @dataclass(slots=True)
 class ShapeRun:
     shape: Shape
+    browser: str
     elapsed_s: float
     passed: int
     failed: int
@@ -115,9 +120,10 @@ def write_batch(folder: Path, base_url: str, *, jobs: int, delay_ms: int) -> Pat
 
 
 def run_shape(shape: Shape, batch: Path, work: Path, isolation: str, exclude: tuple[int, ...], *, bound: int = 8,
-              browser_args: tuple[str, ...] = ()) -> ShapeRun:
+              browser_args: tuple[str, ...] = (), binary: str = "") -> ShapeRun:
     folder = work / f"{shape.label.replace(' ', '')}-{time.monotonic_ns()}"
-    settings = shape.settings(str(folder / "state"), isolation, bound=bound, browser_args=browser_args)
+    settings = shape.settings(str(folder / "state"), isolation, bound=bound, browser_args=browser_args,
+                              binary=binary)
     req = RunRequest(str(batch), settings)
     prepared = prepare(req)
     sampler = TreeSampler(interval=0.5, exclude=exclude, pss=True)
@@ -129,7 +135,7 @@ def run_shape(shape: Shape, batch: Path, work: Path, isolation: str, exclude: tu
     with ResultsStore(prepared.store_path) as store:
         rows = store.export_rows(prepared.run_id)
     ok = [r for r in rows if r["outcome"] == "passed"]
-    return ShapeRun(shape, elapsed, len(ok), len(rows) - len(ok), [float(r["duration_ms"] or 0) for r in ok],
+    return ShapeRun(shape, binary, elapsed, len(ok), len(rows) - len(ok), [float(r["duration_ms"] or 0) for r in ok],
                     tree.peak_pss, tree.peak_rss, tree.cpu_s)
 
 
@@ -142,13 +148,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-auto", action="store_true", help="leave out the autoscaled shape")
     p.add_argument("--browser-arg", action="append", default=[], metavar="FLAG",
                    help="one more Chromium flag for every shape (repeatable), e.g. --browser-arg=--flag")
+    p.add_argument("--chromium", action="append", default=[], metavar="BINARY",
+                   help="the browser (a path or a command, as [browser] binary; repeatable: every shape on each, "
+                        "alternating), e.g. --chromium chromium --chromium chromium-headless-shell")
     p.add_argument("--json", metavar="FILE", help="write every run's figures as JSON")
 
 
 def _row(runs: list[ShapeRun]) -> dict[str, Any]:
     job_ms = [x for r in runs for x in r.job_ms]
     p = pcts(job_ms)
-    return {"shape": runs[0].shape.label, "workers": runs[0].shape.workers, "sessions": runs[0].shape.sessions,
+    return {"shape": runs[0].shape.label, "browser": runs[0].browser or "default",
+            "workers": runs[0].shape.workers, "sessions": runs[0].shape.sessions,
             "jobs_per_s": [round(r.throughput, 4) for r in runs],
             "mean_jobs_per_s": round(sum(r.throughput for r in runs) / len(runs), 4),
             "p50_ms": round(p["p50"] or 0.0, 1), "p95_ms": round(p["p95"] or 0.0, 1),
@@ -165,6 +175,14 @@ def concurrency_command(args: argparse.Namespace, console: Console) -> int:
         return 2
     jobs = args.jobs or 5 * w
     plan = shapes(w, auto=not args.no_auto)
+    binaries = list(dict.fromkeys(args.chromium)) or [""]
+    for binary in binaries:
+        if binary:
+            try:
+                resolve_binary(binary)
+            except ChromiumNotFound as exc:
+                console.error(str(exc))
+                return 2
     runnable = []
     for s in plan:
         try:
@@ -174,19 +192,35 @@ def concurrency_command(args: argparse.Namespace, console: Console) -> int:
             console.warn(f"{s.label}: not run ({exc})")
             continue
         runnable.append(s)
+    cells = [(s, b) for b in binaries for s in runnable]
     console.line(f"bench concurrency: W = {w}, {jobs} jobs of 2 x {args.delay_ms} ms waits + a form, "
-                 f"{args.rounds} round(s), isolation {args.isolation}; load {os.getloadavg()[0]:.1f}")
-    runs: dict[str, list[ShapeRun]] = {s.label: [] for s in runnable}
+                 f"{args.rounds} round(s), isolation {args.isolation}"
+                 + (f", browsers {', '.join(binaries)}" if binaries != [""] else "")
+                 + f"; load {os.getloadavg()[0]:.1f}")
+    runs: dict[tuple[str, str], list[ShapeRun]] = {(s.label, b): [] for s, b in cells}
     with SiteProcess() as site, tempfile.TemporaryDirectory(prefix="drover-bench-conc-") as tmp:
         batch = write_batch(Path(tmp), site.base_url, jobs=jobs, delay_ms=args.delay_ms)
         for r in range(args.rounds):
-            order = runnable if r % 2 == 0 else list(reversed(runnable))
-            for s in order:
-                console.status(f"round {r + 1}/{args.rounds}: {s.label} ...")
-                runs[s.label].append(run_shape(s, batch, Path(tmp), args.isolation, (site.pid,), bound=w,
-                                               browser_args=tuple(args.browser_arg)))
+            order = cells if r % 2 == 0 else list(reversed(cells))
+            for s, b in order:
+                console.status(f"round {r + 1}/{args.rounds}: {s.label}{f' on {b}' if b else ''} ...")
+                runs[(s.label, b)].append(run_shape(s, batch, Path(tmp), args.isolation, (site.pid,), bound=w,
+                                                    browser_args=tuple(args.browser_arg), binary=b))
         console.end_status()
     rows = [_row(v) for v in runs.values() if v]
+    for browser in dict.fromkeys(r["browser"] for r in rows):
+        _table([r for r in rows if r["browser"] == browser], w, console,
+               title=None if binaries == [""] else f"on {browser}:")
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps({"concurrency": w, "jobs": jobs, "delay_ms": args.delay_ms,
+                                                  "rows": rows}, option=orjson.OPT_INDENT_2))
+    return 4 if any(r["failed"] for r in rows) else 0
+
+
+def _table(rows: list[dict[str, Any]], w: int, console: Console, *, title: str | None) -> None:
+    """One browser's rows, each against the ``W x 1`` shape on the same browser."""
+    if title:
+        console.line(title)
     best = max((r["mean_jobs_per_s"] for r in rows if r["shape"] != "auto"), default=0.0)
     ref = next((r for r in rows if r["shape"] == f"{w} x 1"), None)
     console.line(f"{'shape':>8} {'jobs/s':>8} {'vs W x 1':>8} {'p50 ms':>8} {'p95 ms':>8} {'PSS MB':>8} "
@@ -200,10 +234,6 @@ def concurrency_command(args: argparse.Namespace, console: Console) -> int:
     auto = next((r for r in rows if r["shape"] == "auto"), None)
     if auto and best:
         console.line(f"auto: {auto['mean_jobs_per_s'] / best:.2f}x the best fixed shape's throughput")
-    if args.json:
-        Path(args.json).write_bytes(orjson.dumps({"concurrency": w, "jobs": jobs, "delay_ms": args.delay_ms,
-                                                  "rows": rows}, option=orjson.OPT_INDENT_2))
-    return 4 if any(r["failed"] for r in rows) else 0
 
 
 __all__ = ["LATENCY_FLOW", "Shape", "shapes", "add_arguments", "concurrency_command", "write_batch"]

@@ -10,7 +10,7 @@ back to the defaults.  Each effective value remembers its source, which
 
 Precedence of one value: the command line, then its environment variable
 (:data:`ENV_SETTINGS`: ``DROVER_STATE_DIR``, ``DROVER_CREDENTIALS``,
-``DROVER_CDP_ENDPOINTS``; an empty variable counts as unset), then the file, then the default.  Every
+``DROVER_CDP_ENDPOINTS``, ``DROVER_CHROMIUM``; an empty variable counts as unset), then the file, then the default.  Every
 ``DROVER_*`` variable Drover reads is in :data:`ENVIRONMENT` with what it
 does (``config`` lists each and whether it is set).
 
@@ -41,6 +41,8 @@ TOML layout (every key optional)::
                              # ([autoscale]); backend "ray" supports 1 only
 
     [browser]
+    binary = ""              # the browser: a path or a command on PATH, e.g. "chromium-headless-shell" (the
+                             # lighter headless shell: README, "Which Chromium"); empty: chromium, google-chrome ...
     extra_args = []          # more Chromium flags, e.g. ["--lang=de-DE"]; DevTools stays on 127.0.0.1
     headless = true          # false: a visible window (watching a flow run); needs $DISPLAY or $WAYLAND_DISPLAY
     endpoints = []           # remote browsers instead of launching: "http://host:9222",
@@ -80,7 +82,8 @@ MAX_EXTRACT_BYTES = 4 * 1024 * 1024  # a job's data travels in one store row (an
 # setting -> the environment variable that sets it (between the command line and the file)
 ENV_SETTINGS: Mapping[str, str] = MappingProxyType({"state_dir": "DROVER_STATE_DIR",
                                                     "credentials": "DROVER_CREDENTIALS",
-                                                    "browser_endpoints": "DROVER_CDP_ENDPOINTS"})
+                                                    "browser_endpoints": "DROVER_CDP_ENDPOINTS",
+                                                    "browser_binary": "DROVER_CHROMIUM"})
 # Every DROVER_* variable an operator may set, and what it does (``python -m engine config`` lists them).
 ENVIRONMENT: Mapping[str, str] = MappingProxyType({
     "DROVER_CONFIG": "the settings file (after --config, before ./drover.toml)",
@@ -88,7 +91,8 @@ ENVIRONMENT: Mapping[str, str] = MappingProxyType({
     "DROVER_CREDENTIALS": "engine.credentials: the credential store file (after --credentials, before the file)",
     "DROVER_CDP_ENDPOINTS": "browser.endpoints: remote browsers, comma or whitespace separated (after "
                             "--cdp-endpoint, before the file)",
-    "DROVER_CHROMIUM": "the Chromium binary (else chromium, chromium-browser, google-chrome ... on PATH)",
+    "DROVER_CHROMIUM": "browser.binary: the Chromium binary (after the command line, before the file; else "
+                       "chromium, chromium-browser, google-chrome ... on PATH)",
     "DROVER_SECRET_<NAME>": "a secret for {\"secret\": \"NAME\"} steps (overrides the credential store's)",
     "DROVER_LOG_<STREAM>": "another path for a run's OPERATIONAL / PERFORMANCE / DOMAIN / AUDIT stream",
 })
@@ -132,6 +136,7 @@ class Settings:
     autoscale_cpu_target: float = 0.95
     autoscale_memory_floor_mb: int = 512
     autoscale_interval: float = 1.0
+    browser_binary: str = ""
     browser_extra_args: tuple[str, ...] = ()
     browser_headless: bool = True
     browser_endpoints: tuple[str, ...] = ()
@@ -229,6 +234,8 @@ def _session_problems(s: Settings) -> list[str]:
 
 def _browser_problems(s: Settings) -> list[str]:
     p = []
+    if not isinstance(s.browser_binary, str):
+        p.append(f"browser.binary must be a path or a command name, got {s.browser_binary!r}")
     if not isinstance(s.browser_extra_args, tuple) or not all(isinstance(a, str) for a in s.browser_extra_args):
         return [f"browser.extra_args must be a list of strings, got {s.browser_extra_args!r}"]
     for i, arg in enumerate(s.browser_extra_args):
@@ -257,7 +264,7 @@ _TOML_KEYS: dict[tuple[str, str], str] = {
     **{("autoscale", f.name[len("autoscale_"):]): f.name for f in fields(Settings) if f.name.startswith("autoscale_")},
     ("retry", "base"): "retry_base", ("retry", "cap"): "retry_cap", ("retry", "jitter"): "retry_jitter",
     ("browser", "extra_args"): "browser_extra_args", ("browser", "headless"): "browser_headless",
-    ("browser", "endpoints"): "browser_endpoints",
+    ("browser", "endpoints"): "browser_endpoints", ("browser", "binary"): "browser_binary",
 }
 _TOML_NAMES = {name: f"[{section}] {key}" for (section, key), name in _TOML_KEYS.items()}
 

@@ -81,18 +81,47 @@ CHROMIUM_FLAGS: tuple[str, ...] = (
     # and a reset page could keep the last job's document frozen in memory.  Playwright disables it too.
     "--disable-back-forward-cache",
 )
+# Chromium's headless shell (``chromium-headless-shell`` in Debian, ``chrome-headless-shell`` from Chrome for
+# Testing, ``headless_shell`` in Playwright's and puppeteer's caches): the old headless browser, without Chrome's
+# window UI.  It does not isolate sites by default; Drover asks for the isolation Chrome has
+# (``--site-per-process``): a cross-site frame then runs in a renderer of its own, as ``reset`` isolation and
+# the redaction of out-of-process frames expect.
+HEADLESS_SHELL_NAMES: tuple[str, ...] = ("chromium-headless-shell", "chrome-headless-shell", "headless_shell")
+HEADLESS_SHELL_FLAGS: tuple[str, ...] = ("--site-per-process",)
+# A wrapper script that runs the browser as its child instead of exec'ing it (Debian's
+# /usr/bin/chromium-headless-shell): its child is the browser (see :func:`_unwrap`).
+_SHELLS = frozenset({"sh", "dash", "bash"})
 PROFILE_PREFIX = "drover-profile-"
 _REAPER = str(Path(__file__).with_name("_reaper.py"))
 
 
-def find_chromium(env: dict[str, str] | None = None) -> str:
-    """The Chromium binary: ``DROVER_CHROMIUM`` first, then the usual names on PATH."""
+def resolve_binary(binary: str, env: dict[str, str] | None = None) -> str:
+    """``binary`` as an executable path: a path as it is, a bare name looked up on PATH."""
+    env = os.environ if env is None else env
+    found = binary if os.sep in binary else shutil.which(binary, path=env.get("PATH"))
+    if found and os.path.isfile(found) and os.access(found, os.X_OK):
+        return found
+    hint = " (Debian: apt-get install -y chromium-headless-shell)" if is_headless_shell(binary) else ""
+    raise ChromiumNotFound(f"browser.binary = {binary!r} is not an executable file"
+                           + ("" if os.sep in binary else " nor a command on PATH") + hint)
+
+
+def is_headless_shell(binary: str) -> bool:
+    """Whether ``binary`` is Chromium's headless shell (by its file name: :data:`HEADLESS_SHELL_NAMES`)."""
+    return os.path.basename(binary) in HEADLESS_SHELL_NAMES
+
+
+def find_chromium(env: dict[str, str] | None = None, *, binary: str = "") -> str:
+    """The Chromium binary: ``DROVER_CHROMIUM`` first, then ``binary`` (``[browser] binary``: a path, or a
+    command on PATH such as ``chromium-headless-shell``), then the usual names on PATH."""
     env = os.environ if env is None else env
     explicit = env.get("DROVER_CHROMIUM")
     if explicit:
         if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
             return explicit
         raise ChromiumNotFound(f"DROVER_CHROMIUM={explicit!r} is not an executable file")
+    if binary:
+        return resolve_binary(binary, env)
     for name in CHROMIUM_NAMES:
         found = shutil.which(name, path=env.get("PATH"))
         if found:
@@ -135,6 +164,8 @@ class BrowserProcess:
     startup_seconds: float
     _reaper: subprocess.Popen = field(repr=False)
     tmp_dir: str = ""  # Chromium's private $TMPDIR (the profile itself when temporary); removed at shutdown
+    binary: str = ""  # the executable started (a wrapper script's path, when it is one)
+    group: int = 0  # the process group the reaper started (0: ``pid``'s); a wrapper script's, when it is one
 
     @property
     def http_url(self) -> str:
@@ -186,7 +217,7 @@ class BrowserProcess:
             reaper.kill()
             reaper.wait(5)
             try:
-                os.killpg(self.pid, signal.SIGKILL)
+                os.killpg(self.group or self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 log.debug("browser group already gone", extra={"pid": self.pid})
             for path in {self.tmp_dir, self.user_data_dir if self.temporary else ""} - {""}:
@@ -227,8 +258,9 @@ def check_display(settings: LaunchSettings, env: dict[str, str] | None = None) -
 
 
 def chromium_args(binary: str, settings: LaunchSettings) -> list[str]:
-    """The browser's command line: Drover's flags (``--headless`` unless headed), DevTools on 127.0.0.1 with
-    port 0, the window size, then ``extra_args`` (validated by the caller: :mod:`engine.config`)."""
+    """The browser's command line: Drover's flags (``--headless`` unless headed; for the headless shell
+    :data:`HEADLESS_SHELL_FLAGS` too), DevTools on 127.0.0.1 with port 0, the window size, then ``extra_args``
+    (validated by the caller: :mod:`engine.config`)."""
     width, height = settings.window_size
     # Chromium reads only the last --disable-features: a user's list is merged into ours, not put after it
     # (which would silently turn Drover's off again).
@@ -242,6 +274,7 @@ def chromium_args(binary: str, settings: LaunchSettings) -> list[str]:
              for flag in CHROMIUM_FLAGS if settings.headless or flag != HEADLESS_FLAG]
     return [
         binary, *flags,
+        *(HEADLESS_SHELL_FLAGS if is_headless_shell(binary) else ()),
         "--remote-debugging-address=127.0.0.1",
         "--remote-debugging-port=0",
         f"--window-size={width},{height}",
@@ -254,7 +287,7 @@ def launch(settings: LaunchSettings | None = None) -> BrowserProcess:
     """Start Chromium and wait until its DevTools endpoint is announced."""
     settings = settings or LaunchSettings()
     check_display(settings)
-    binary = settings.binary or find_chromium()
+    binary = resolve_binary(settings.binary) if settings.binary else find_chromium()
     if settings.user_data_dir:
         profile = os.path.abspath(settings.user_data_dir)
         os.makedirs(profile, mode=0o700, exist_ok=True)
@@ -293,18 +326,34 @@ def launch(settings: LaunchSettings | None = None) -> BrowserProcess:
         raise BrowserLaunchError(f"{binary} did not start (reaper said {line!r}, exit {reaper.returncode})")
     pid = int(line.split()[1])
     proc = BrowserProcess(pid=pid, port=0, ws_url="", user_data_dir=dirs["profile"], temporary=temporary,
-                          startup_seconds=0.0, _reaper=reaper, tmp_dir=dirs["tmp"])
+                          startup_seconds=0.0, _reaper=reaper, tmp_dir=dirs["tmp"], binary=binary)
     try:
         port, ws_path = _read_active_port(proc.user_data_dir, proc, started + settings.startup_timeout)
     except BrowserLaunchError:
         proc.close()
         raise
+    proc.group, proc.pid = pid, _unwrap(pid)
     proc.port = port
     proc.ws_url = f"ws://127.0.0.1:{port}{ws_path}"
     proc.startup_seconds = time.monotonic() - started
     log.debug("browser started", extra={"pid": pid, "port": port, "startup_s": round(proc.startup_seconds, 3),
                                         "temporary_profile": temporary})
     return proc
+
+
+def _unwrap(pid: int) -> int:
+    """The browser's pid: ``pid``, or when ``pid`` is a shell script that runs Chromium as its only child (and
+    does not ``exec`` it, as Debian's ``/usr/bin/chromium-headless-shell``), that child — so that
+    :meth:`BrowserProcess.kill` and the memory figures reach the browser, not the script.  Called once DevTools
+    is announced: the browser runs by then."""
+    try:
+        proc = psutil.Process(pid)
+        if os.path.basename(proc.exe()) not in _SHELLS:  # not name(): a script's is the script's file name
+            return pid
+        children = proc.children()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return pid  # gone already: the caller finds out on its first command
+    return children[0].pid if len(children) == 1 else pid
 
 
 def _give_up(reaper: subprocess.Popen) -> None:
@@ -349,5 +398,6 @@ def _read_active_port(profile: str, proc: BrowserProcess, deadline: float) -> tu
     raise BrowserLaunchError(f"Chromium (pid {proc.pid}) did not announce its DevTools port in time")
 
 
-__all__ = ["CHROMIUM_FLAGS", "DISABLED_FEATURES", "CHROMIUM_NAMES", "HEADLESS_FLAG", "DISPLAY_VARIABLES", "PROFILE_PREFIX", "TMP_PREFIX",
-           "LaunchSettings", "BrowserProcess", "check_display", "chromium_args", "find_chromium", "launch"]
+__all__ = ["CHROMIUM_FLAGS", "DISABLED_FEATURES", "CHROMIUM_NAMES", "HEADLESS_FLAG", "HEADLESS_SHELL_NAMES",
+           "HEADLESS_SHELL_FLAGS", "is_headless_shell", "DISPLAY_VARIABLES", "PROFILE_PREFIX", "TMP_PREFIX",
+           "LaunchSettings", "BrowserProcess", "check_display", "chromium_args", "find_chromium", "resolve_binary", "launch"]

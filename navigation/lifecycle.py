@@ -238,7 +238,7 @@ class BrowserLifecycle:
         self._jobs_since_launch = 0
         log.info("browser started", extra={
             "event": "restart" if restart else "launch", "reason": reason, "pid": self._browser.pid,
-            "port": self._browser.port, "startup_s": round(self._browser.startup_seconds, 3), **current()})
+            "port": self._browser.port, "binary": self._browser.binary, "startup_s": round(self._browser.startup_seconds, 3), **current()})
         return self._connect()
 
     def _connect(self) -> CDPConnection:

@@ -169,7 +169,7 @@ class SharedBrowser:
         self._recycle_due = None
         log.info("browser started", extra={
             "event": "restart" if restart else "launch", "reason": reason, "pid": browser.pid,
-            "port": browser.port, "generation": self._generation, "shared": True,
+            "port": browser.port, "binary": browser.binary, "generation": self._generation, "shared": True,
             "startup_s": round(browser.startup_seconds, 3), **current()})
         return browser, self._generation
 

@@ -38,9 +38,10 @@ def retry_profile(s: Settings) -> BackoffProfile:
 
 
 def lifecycle_settings(s: Settings) -> LifecycleSettings:
-    """``[browser] extra_args`` and ``headless`` reach every browser a worker starts (validated in
-    :mod:`engine.config`)."""
-    return LifecycleSettings(launch=LaunchSettings(extra_args=s.browser_extra_args, headless=s.browser_headless),
+    """``[browser] binary``, ``extra_args`` and ``headless`` reach every browser a worker starts (validated in
+    :mod:`engine.config`; a binary that is not there fails the launch, naming it)."""
+    return LifecycleSettings(launch=LaunchSettings(binary=s.browser_binary or None, extra_args=s.browser_extra_args,
+                                                   headless=s.browser_headless),
                              recycle_after_jobs=s.recycle_after_jobs,
                              max_rss_bytes=s.max_browser_rss_mb * 1024 * 1024)
 

@@ -40,3 +40,24 @@ def test_concurrency_smoke_reports_each_shape_with_its_memory(tmp_path):
         assert row["p95_ms"] >= 2 * 200  # two waits of 200 ms at least
         assert 0 < row["peak_pss_mb"] <= row["peak_rss_mb"]
     assert "PSS MB" in r.stdout
+
+
+def test_a_chromium_that_is_not_there_is_refused_before_anything_runs(tmp_path):
+    r = bench("concurrency", "-W", "2", "--jobs", "2", "--chromium", str(tmp_path / "no-such-chrome"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"browser.binary = '{tmp_path / 'no-such-chrome'}' is not an executable file" in r.stdout + r.stderr
+    assert "round 1" not in r.stdout + r.stderr
+
+
+@real_chromium
+def test_two_browsers_side_by_side_get_a_table_each(tmp_path):
+    """``--chromium`` twice: every shape on each browser in the same rounds, each table against its own W x 1."""
+    out = tmp_path / "conc.json"
+    r = bench("concurrency", "-W", "2", "--jobs", "2", "--delay-ms", "100", "--no-auto", "--json", str(out),
+              "--chromium", "chromium", "--chromium", "chromium-headless-shell")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = orjson.loads(out.read_bytes())["rows"]
+    assert {(row["shape"], row["browser"]) for row in rows} == {
+        (shape, browser) for shape in ("2 x 1", "1 x 2") for browser in ("chromium", "chromium-headless-shell")}
+    assert all(row["failed"] == 0 for row in rows), rows
+    assert "on chromium:" in r.stdout and "on chromium-headless-shell:" in r.stdout

@@ -185,14 +185,15 @@ def test_every_setting_can_be_set_from_the_file(places):
         'credentials = "c.json"\nfailure_screenshots = 0\nbackend = "ray"\nray_address = "auto"\nlease_ttl = 4.0\n'
         'ray_queue_depth = 3\nextract_max_bytes = 1000\nsessions_per_worker = 1\n[retry]\nbase = 0.1\ncap = 0.2\njitter = "equal"\n'
         '[autoscale]\nmax_sessions = 5\ncpu_target = 0.7\nmemory_floor_mb = 256\ninterval = 2.0\n'
-        '[browser]\nextra_args = ["--lang=de-DE"]\nheadless = false\nendpoints = ["http://127.0.0.1:9222"]\n')
+        '[browser]\nextra_args = ["--lang=de-DE"]\nheadless = false\nendpoints = ["http://127.0.0.1:9222"]\n'
+        'binary = "/opt/chrome/chrome"\n')
     loaded = places.load()
     assert loaded.settings == Settings(3, "st", "legacy", 9.5, 2.5, "page", 7, 900, 42, 3.0, "c.json", 0.1, 0.2,
                                        "equal", failure_screenshots=0, backend="ray", ray_address="auto",
                                        lease_ttl=4.0, ray_queue_depth=3, extract_max_bytes=1000, sessions_per_worker=1,
                                        autoscale_max_sessions=5, autoscale_cpu_target=0.7,
                                        autoscale_memory_floor_mb=256, autoscale_interval=2.0,
-                                       browser_extra_args=("--lang=de-DE",),
+                                       browser_binary="/opt/chrome/chrome", browser_extra_args=("--lang=de-DE",),
                                        browser_headless=False, browser_endpoints=("http://127.0.0.1:9222",))
     assert set(loaded.origins.values()) == {f"{places.local} (./drover.toml)"}
 

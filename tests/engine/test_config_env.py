@@ -46,7 +46,22 @@ def test_browser_section_reaches_the_launch_settings(tmp_path):
     assert lifecycle_settings(s).launch.extra_args == s.browser_extra_args
 
 
+def test_browser_binary_comes_from_the_file_or_drover_chromium_and_reaches_the_launch(tmp_path):
+    cfg = write(tmp_path, '[browser]\nbinary = "chromium-headless-shell"\n')
+    loaded = load_settings(cfg, env={}, cwd=str(tmp_path))
+    assert loaded.settings.browser_binary == "chromium-headless-shell"
+    assert loaded.origins["browser_binary"].endswith("(--config)")
+    assert lifecycle_settings(loaded.settings).launch.binary == "chromium-headless-shell"
+    loaded = load_settings(cfg, env={"DROVER_CHROMIUM": "/opt/chrome/chrome"}, cwd=str(tmp_path))
+    assert loaded.settings.browser_binary == "/opt/chrome/chrome"
+    assert loaded.origins["browser_binary"] == "DROVER_CHROMIUM (environment)"
+    (tmp_path / "elsewhere").mkdir()  # no drover.toml there: the default
+    assert lifecycle_settings(load_settings(None, env={}, cwd=str(tmp_path / "elsewhere")).settings).launch.binary \
+        is None
+
+
 @pytest.mark.parametrize("text, complaint", [
+    ('[browser]\nbinary = 7\n', "[browser] binary must be str, got int"),
     ('[browser]\nextra_args = ["--remote-debugging-address=0.0.0.0"]\n',
      "browser.extra_args[0] '--remote-debugging-address=0.0.0.0': DevTools is bound to 127.0.0.1 only"),
     ('[browser]\nextra_args = ["--remote-debugging-port=9222"]\n', "not settable: Drover gives every browser its own"),

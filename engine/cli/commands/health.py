@@ -24,7 +24,7 @@ from engine.execution.assembly import lifecycle_settings
 from navigation.cdp import CDPConnection
 from navigation.endpoints import parse_endpoint
 from navigation.errors import BrowserUnavailable
-from navigation.launcher import find_chromium, launch
+from navigation.launcher import find_chromium, is_headless_shell, launch
 from navigation.lifecycle import probe
 from navigation.remote import probe_endpoint
 
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     state: dict[str, object] = {}
 
     def chromium_found() -> str:
-        state["binary"] = find_chromium()
-        return str(state["binary"])
+        state["binary"] = binary = find_chromium(binary=s.browser_binary)
+        return f"{binary} (the headless shell, with site isolation on)" if is_headless_shell(binary) else binary
 
     def chromium_answering() -> str:
         browser = launch(dataclasses.replace(launch_settings, binary=str(state["binary"])))

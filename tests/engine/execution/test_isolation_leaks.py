@@ -178,14 +178,19 @@ def leaks(report: dict, server: _Other) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("isolation, expected", [
-    ("context", frozenset()),
-    ("reset", frozenset()),
-    ("page", PAGE_LEAKS),
-])
-def test_job_b_sees_nothing_of_job_a_except_what_the_mode_documents(tmp_path, site, other, isolation, expected):
+@pytest.mark.parametrize("isolation, expected, binary", [
+    ("context", frozenset(), ""),
+    ("reset", frozenset(), ""),
+    ("page", PAGE_LEAKS, ""),
+    # the headless shell ([browser] binary): the same guarantees (it gets Chrome's site isolation from Drover)
+    ("context", frozenset(), "chromium-headless-shell"),
+    ("reset", frozenset(), "chromium-headless-shell"),
+], ids=["context", "reset", "page", "context-headless-shell", "reset-headless-shell"])
+def test_job_b_sees_nothing_of_job_a_except_what_the_mode_documents(tmp_path, site, other, isolation, expected,
+                                                                    binary):
     batch = _batch(tmp_path, site.base_url, other.origin)
-    settings = Settings(workers=1, state_dir=str(tmp_path / "state"), job_isolation=isolation)
+    settings = Settings(workers=1, state_dir=str(tmp_path / "state"), job_isolation=isolation,
+                        browser_binary=binary)
     req = RunRequest(str(batch), settings)
     prepared = prepare(req)
     summary = execute(req, prepared)

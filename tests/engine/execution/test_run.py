@@ -171,7 +171,8 @@ def test_sigkill_of_a_worker_requeues_its_job_and_reclaims_its_slot(tmp_path, si
 
 
 def browser_pids(engine_pid: int) -> list[int]:
-    """The Chromium browser processes (not renderers, not reapers) Drover launched under ``engine_pid``."""
+    """The Chromium browser processes (not renderers, not reapers, not a wrapper script running one) Drover
+    launched under ``engine_pid``."""
     found = []
     for p in psutil.Process(engine_pid).children(recursive=True):
         try:
@@ -179,7 +180,8 @@ def browser_pids(engine_pid: int) -> list[int]:
         except psutil.NoSuchProcess:
             continue
         if cmd and "--remote-debugging-port=0" in cmd and not any("_reaper.py" in c for c in cmd) \
-                and not any(c.startswith("--type=") for c in cmd):
+                and not any(c.startswith("--type=") for c in cmd) \
+                and os.path.basename(cmd[0]) not in ("sh", "dash", "bash"):  # a wrapper script (headless shell)
             found.append(p.pid)
     return found
 

@@ -130,11 +130,16 @@ def test_a_hung_session_is_cut_by_its_timeout_while_the_others_pass(tmp_path, si
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_sigkill_of_the_shared_browser_fails_over_every_session(tmp_path, site):
+@pytest.mark.parametrize("binary", ["", "chromium-headless-shell"], ids=["chromium", "headless-shell"])
+def test_sigkill_of_the_shared_browser_fails_over_every_session(tmp_path, site, binary):
+    """On Chromium and on the headless shell (``[browser] binary``; Debian runs it through a wrapper script)."""
     n = 8
     batch = write_batch(tmp_path, site, n, SLOW_FLOW, retries=2, extra_vars={"ms": "3000"})
     state = tmp_path / "state"
-    proc = start_engine("run", str(batch), "--workers", "1", "--sessions", "4", "--state-dir", str(state))
+    config = tmp_path / "drover.toml"
+    config.write_text(f"[browser]\nbinary = {binary!r}\n" if binary else "[engine]\nworkers = 1\n")
+    proc = start_engine("run", str(batch), "--workers", "1", "--sessions", "4", "--state-dir", str(state),
+                        "--config", str(config))
     try:
         def four_open() -> bool:
             if not (state / "results.sqlite").exists() or last_run(state) is None:
@@ -163,6 +168,8 @@ def test_sigkill_of_the_shared_browser_fails_over_every_session(tmp_path, site):
     assert len(restarts) == 1, restarts  # exactly one restart for all the sessions
     assert victim not in [r.get("pid") for r in restarts]
     assert any(r.get("event") == "reconnect" and r.get("outcome") == "ok" for r in ops)
+    if binary:  # the batch really ran on the shell
+        assert all(r.get("binary", "").endswith(binary) for r in ops if r.get("event") in ("launch", "restart")), ops
 
 
 @pytest.mark.slow
