@@ -20,6 +20,17 @@ and decides:
   the next overload);
 * otherwise **hold**.
 
+**Slow start** (TCP's name for it): until the host was first overloaded,
+one healthy look in use is enough for a step up, so a run reaches eight
+sessions from one in four looks instead of eight.  A short batch is
+mostly its climb: on the latency bench on the headless shell, 40 jobs end
+in ~15 s, and the settled climb alone held ``auto`` at 0.75x the best fixed
+shape (0.89x on 120 jobs).  Once an overload was seen, every step up waits
+for ``settle`` healthy looks again.  Measured in one process, slow start on
+and off alternating (``auto``, 40 jobs, 2 cores): Chromium +5% jobs/s on the
+latency bench, -3% on the same batch without waits (6 rounds, noisy); the
+headless shell +12% and +13% (4 rounds).
+
 Why a CPU target of 0.95 (crawlee's ``maxUsedCpuRatio`` too): the jobs
 this is for wait on the network, so a host at 85% still turns more
 sessions into more finished jobs.  Measured on the latency-bound bench
@@ -70,6 +81,7 @@ class AutoscaleSettings:
     settle: int = 2                 # healthy samples in a row before a step up
     window: int = 4                 # CPU is judged on the mean of this many samples
     up_ratio: float = 0.5           # a step up adds this share of the target (at least one session)
+    slow_start: bool = True         # before the first overload, one healthy look is enough for a step up
     down_ratio: float = 0.25        # a step down removes this share (at least one)
 
     def __post_init__(self) -> None:
@@ -125,6 +137,7 @@ class Autoscaler:
     timeline: list[tuple[float, int]] = field(default_factory=list)  # (at, target): first sample, every change
     memory_short: bool = False      # the last look found free memory below the floor
     _healthy_run: int = 0
+    _overloaded: bool = False       # an overload was seen: slow start is over
     _cpu: collections.deque = field(default_factory=collections.deque)  # the last `window` CPU readings
 
     def __post_init__(self) -> None:
@@ -161,6 +174,7 @@ class Autoscaler:
         change = None
         if why is not None:
             self._healthy_run = 0
+            self._overloaded = True
             self._cpu.clear()  # the next step down needs a window of its own, at the new target
             new = cfg.step_down(self.target)
             if new != self.target:
@@ -170,7 +184,8 @@ class Autoscaler:
         else:
             self._healthy_run += 1
             used = s.in_use >= self.target or s.waiting > 0
-            if self._healthy_run >= cfg.settle and used and self.target < cfg.max_sessions:
+            settle = 1 if cfg.slow_start and not self._overloaded else cfg.settle
+            if self._healthy_run >= settle and used and self.target < cfg.max_sessions:
                 new = cfg.step_up(self.target)
                 change = Change(s.at, self.target, new,
                                 f"up: CPU {self.cpu_mean():.0%} <= {cfg.cpu_target:.0%}, {s.available_mb:.0f} MB free, "

@@ -13,13 +13,34 @@ def calm(t: float, in_use: int = 99, waiting: int = 5, **kw) -> HostSample:
 
 
 def test_it_climbs_one_step_per_settled_healthy_period_up_to_its_bound():
-    a = Autoscaler(AutoscaleSettings(min_sessions=1, max_sessions=5, start=2, settle=2))
+    a = Autoscaler(AutoscaleSettings(min_sessions=1, max_sessions=5, start=2, settle=2, slow_start=False))
     targets = []
     for t in range(12):
         a.observe(calm(t))
         targets.append(a.target)
     assert targets == [2, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5]  # +1, then +ceil(3 / 2), capped at 5
     assert [c.new for c in a.history] == [3, 5] and all(c.reason.startswith("up:") for c in a.history)
+
+
+def test_slow_start_steps_up_at_every_healthy_look_until_the_first_overload():
+    a = Autoscaler(AutoscaleSettings(min_sessions=1, max_sessions=16, start=1, settle=2, window=1))
+    for t in range(4):
+        a.observe(calm(t))
+    assert [c.new for c in a.history] == [2, 3, 5, 8]  # eight in four looks, not eight looks
+    a.observe(calm(4, cpu=0.99))  # an overload ends slow start
+    assert a.target == 6 and a.history[-1].reason.startswith("down: CPU")
+    targets = []
+    for t in range(5, 9):
+        a.observe(calm(t))
+        targets.append(a.target)
+    assert targets == [6, 9, 9, 14]  # from now on a step waits for `settle` healthy looks
+
+
+def test_slow_start_still_holds_on_a_busy_look_and_only_for_a_target_in_use():
+    a = Autoscaler(AutoscaleSettings(start=2))
+    a.observe(calm(0, cpu=0.99))  # busy for one look (not a window): hold, not up
+    a.observe(calm(1, in_use=1, waiting=0))  # headroom nobody uses
+    assert a.target == 2 and a.history == []
 
 
 def test_steps_are_proportional_to_the_target():
